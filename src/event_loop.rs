@@ -1,0 +1,588 @@
+//! `CoreLoop`: the native half of `ferroloop.Loop` — the ready queue, the timer heap, the
+//! poller and the run-once step. The Python class `ferroloop.Loop` derives from it and from
+//! `asyncio.AbstractEventLoop`, and adds what runs once per loop or per connection.
+//!
+//! One iteration (`run_once`), as asyncio's `BaseEventLoop._run_once`:
+//!  1. drop cancelled timers (compact the heap when they are the majority);
+//!  2. timeout: 0 if callbacks are ready or the loop is stopping, else until the next timer;
+//!  3. poll (the GIL is released only when the wait can block), queue IO callbacks;
+//!  4. queue the timers now due;
+//!  5. run exactly the callbacks queued at this point — those they schedule run next time.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::time::Duration;
+
+use mio::Waker;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::clock;
+use crate::gil_cell::GilCell;
+use crate::handles::{helpers, run_handle, Handle, TimerHandle};
+use crate::poller::{self, Direction, PollCore, Poller};
+use crate::timers::TimerHeap;
+
+/// asyncio's MAXIMUM_SELECT_TIMEOUT: never block longer than a day in one wait.
+const MAX_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+
+#[pyclass(module = "ferroloop._ferroloop", subclass, frozen)]
+pub struct CoreLoop {
+    ready: GilCell<VecDeque<Py<Handle>>>,
+    timers: GilCell<TimerHeap>,
+    poller: GilCell<Option<Poller>>,
+    /// Borrowed by the loop thread across the (GIL-released) wait, and by nobody else.
+    poll: GilCell<Option<PollCore>>,
+    waker: Waker,
+    /// True while the loop thread is blocked in the poller: only then does
+    /// `call_soon_threadsafe` need to wake it (see `call_soon_threadsafe`).
+    parked: AtomicBool,
+    stopping: AtomicBool,
+    closed: AtomicBool,
+    debug: AtomicBool,
+    /// Ident of the thread running the loop, 0 when it is not running.
+    thread_id: AtomicU64,
+    slow_callback_duration: AtomicU64,
+    clock_resolution: f64,
+}
+
+fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+fn current_thread_ident() -> u64 {
+    // SAFETY: a plain query of the calling thread's ident; same value as threading.get_ident().
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// `selectors._fileobj_to_fd`: an int, or an object with `fileno()`.
+pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let py = obj.py();
+    let fd: i64 = if obj.is_instance_of::<PyInt>() {
+        obj.extract()?
+    } else {
+        match obj.call_method0(intern!(py, "fileno")).and_then(|v| v.call_method0(intern!(py, "__index__"))) {
+            Ok(v) => v.extract()?,
+            Err(e)
+                if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
+                    || e.is_instance_of::<PyTypeError>(py)
+                    || e.is_instance_of::<PyValueError>(py) =>
+            {
+                return Err(PyValueError::new_err(format!("Invalid file object: {}", obj.repr()?)));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+    }
+    RawFd::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
+}
+
+fn os_error(e: std::io::Error) -> PyErr {
+    match e.raw_os_error() {
+        // OSError(errno, strerror) picks the right subclass (PermissionError, ...).
+        Some(code) => pyo3::exceptions::PyOSError::new_err((code, std::io::Error::from_raw_os_error(code).to_string())),
+        None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
+    }
+}
+
+impl CoreLoop {
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Relaxed) {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    fn is_debug(&self) -> bool {
+        self.debug.load(Relaxed)
+    }
+
+    /// asyncio checks callbacks (and the calling thread) in debug mode only; a callable
+    /// check is one pointer test, so ferroloop does that one always.
+    #[inline]
+    fn check_callback(&self, slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+        if self.is_debug() {
+            self.check_thread()?;
+        } else if callback.is_callable() {
+            return Ok(());
+        }
+        let py = slf.py();
+        helpers(py)?.call_method1(intern!(py, "check_callback"), (callback, method))?;
+        Ok(())
+    }
+
+    fn check_thread(&self) -> PyResult<()> {
+        let tid = self.thread_id.load(Relaxed);
+        if tid != 0 && tid != current_thread_ident() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    fn make_handle(
+        &self,
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Handle> {
+        let py = slf.py();
+        let tb = if self.is_debug() {
+            Some(helpers(py)?.call_method0(intern!(py, "extract_stack"))?.unbind())
+        } else {
+            None
+        };
+        Handle::create(
+            py,
+            callback.unbind(),
+            args.unbind(),
+            slf.clone().into_any().unbind(),
+            context.map(Bound::unbind),
+            tb,
+        )
+    }
+
+    #[inline]
+    fn push_ready(&self, py: Python<'_>, h: Py<Handle>) -> PyResult<()> {
+        self.ready.borrow_mut(py)?.push_back(h);
+        Ok(())
+    }
+
+    fn schedule_timer(
+        &self,
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        self.check_closed()?;
+        self.check_callback(slf, &callback, "call_at")?;
+        let base = self.make_handle(slf, callback, args, context)?;
+        let counter = self.timers.borrow(py)?.cancel_counter();
+        let timer = Py::new(
+            py,
+            PyClassInitializer::from(base).add_subclass(TimerHandle {
+                when,
+                scheduled: AtomicBool::new(true),
+                cancelled_in_heap: counter,
+            }),
+        )?;
+        self.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
+        Ok(timer)
+    }
+
+    /// One loop iteration (see the module comment).
+    fn run_once(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+
+        let mut dropped = Vec::new();
+        self.timers.borrow_mut(py)?.prune(py, &mut dropped);
+        drop(dropped);
+
+        let timeout = if !self.ready.borrow(py)?.is_empty() || self.stopping.load(Relaxed) {
+            Some(Duration::ZERO)
+        } else {
+            match self.timers.borrow(py)?.peek_when() {
+                Some(when) => {
+                    let t = (when - clock::monotonic()).clamp(0.0, MAX_SELECT_TIMEOUT);
+                    Some(Duration::from_secs_f64(if t.is_nan() { 0.0 } else { t }))
+                }
+                None => Some(Duration::from_secs_f64(MAX_SELECT_TIMEOUT)),
+            }
+        };
+
+        self.poll_io(py, timeout)?;
+
+        let end_time = clock::monotonic() + self.clock_resolution;
+        {
+            let mut timers = self.timers.borrow_mut(py)?;
+            if timers.len() > 0 {
+                let mut ready = self.ready.borrow_mut(py)?;
+                timers.pop_due(py, end_time, &mut ready);
+            }
+        }
+
+        let ntodo = self.ready.borrow(py)?.len();
+        let debug = self.is_debug();
+        for _ in 0..ntodo {
+            let Some(h) = self.ready.borrow_mut(py)?.pop_front() else { break };
+            let hb = h.bind(py);
+            if hb.get().is_cancelled() {
+                continue;
+            }
+            if debug {
+                let t0 = clock::monotonic();
+                run_handle(py, hb)?;
+                let dt = clock::monotonic() - t0;
+                if dt >= f64::from_bits(self.slow_callback_duration.load(Relaxed)) {
+                    helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (hb, dt))?;
+                }
+            } else {
+                run_handle(py, hb)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
+        let mut core_ref = self.poll.borrow_mut(py)?;
+        let Some(core) = core_ref.as_mut() else { return Err(closed_error()) };
+        let blocking = timeout != Some(Duration::ZERO);
+        if blocking {
+            self.parked.store(true, SeqCst);
+            let res = py.detach(|| core.wait(timeout));
+            self.parked.store(false, SeqCst);
+            res.map_err(os_error)?;
+        } else {
+            // Nothing registered and nothing to wait for: skip the syscall. (The waker only
+            // matters while parked; signals interrupt a blocking wait by themselves.)
+            if self.poller.borrow(py)?.as_ref().is_none_or(Poller::is_empty) {
+                return py.check_signals();
+            }
+            core.wait(timeout).map_err(os_error)?;
+        }
+        // Queue the events before anything can raise: edge-triggered events are not repeated.
+        {
+            let mut poller = self.poller.borrow_mut(py)?;
+            if let Some(poller) = poller.as_mut() {
+                let mut ready = self.ready.borrow_mut(py)?;
+                poller.dispatch(py, core.events(), &mut ready);
+            }
+        }
+        drop(core_ref);
+        // A signal (Ctrl-C) that interrupted the wait runs its Python handler now.
+        py.check_signals()
+    }
+
+    fn watch_fd(
+        &self,
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        dir: Direction,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let fd = fileobj_to_fd(fd)?;
+        self.check_closed()?;
+        let method = if dir == Direction::Read { "add_reader" } else { "add_writer" };
+        self.check_callback(slf, &callback, method)?;
+        let handle = Py::new(py, self.make_handle(slf, callback, args, None)?)?;
+        let old = {
+            let mut poller = self.poller.borrow_mut(py)?;
+            let poller = poller.as_mut().ok_or_else(closed_error)?;
+            poller.add_fd(fd, dir, handle.clone_ref(py)).map_err(os_error)?
+        };
+        if let Some(old) = old {
+            Handle::cancel(old.bind(py))?;
+        }
+        Ok(handle)
+    }
+
+    fn unwatch_fd(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, dir: Direction) -> PyResult<bool> {
+        let fd = fileobj_to_fd(fd)?;
+        if self.closed.load(Relaxed) {
+            return Ok(false);
+        }
+        let old = {
+            let mut poller = self.poller.borrow_mut(py)?;
+            match poller.as_mut() {
+                Some(p) => p.remove_fd(fd, dir),
+                None => None,
+            }
+        };
+        match old {
+            Some(h) => {
+                Handle::cancel(h.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[pymethods]
+impl CoreLoop {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let (core, poller, waker) = poller::new().map_err(os_error)?;
+        Ok(CoreLoop {
+            ready: GilCell::new(VecDeque::new()),
+            timers: GilCell::new(TimerHeap::new()),
+            poller: GilCell::new(Some(poller)),
+            poll: GilCell::new(Some(core)),
+            waker,
+            parked: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
+            clock_resolution: clock::resolution(),
+        })
+    }
+
+    /// The loop's clock (CLOCK_MONOTONIC, as `time.monotonic()`).
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let me = slf.get();
+        me.check_closed()?;
+        me.check_callback(slf, &callback, "call_soon")?;
+        let h = Py::new(slf.py(), me.make_handle(slf, callback, args, context)?)?;
+        me.push_ready(slf.py(), h.clone_ref(slf.py()))?;
+        Ok(h)
+    }
+
+    /// Callable from any thread. The GIL serialises the append; the wake-up syscall is only
+    /// made when the loop thread is parked in the poller. (The loop sets `parked` before it
+    /// releases the GIL and clears it after re-taking it, so an append made while it is
+    /// parked always sees the flag.)
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let me = slf.get();
+        let py = slf.py();
+        me.check_closed()?;
+        if !callback.is_callable() || me.is_debug() {
+            helpers(py)?.call_method1(intern!(py, "check_callback"), (&callback, "call_soon_threadsafe"))?;
+        }
+        let h = Py::new(py, me.make_handle(slf, callback, args, context)?)?;
+        me.push_ready(py, h.clone_ref(py))?;
+        if me.parked.load(SeqCst) {
+            let _ = me.waker.wake();
+        }
+        Ok(h)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let Some(delay) = delay else {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        };
+        slf.get().schedule_timer(slf, clock::monotonic() + delay, callback, args, context)
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let Some(when) = when else {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        };
+        slf.get().schedule_timer(slf, when, callback, args, context)
+    }
+
+    /// Queue an existing handle (asyncio's `_add_callback`), e.g. a signal handler's.
+    fn _add_callback(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
+        self.check_closed()?;
+        self.push_ready(py, handle)
+    }
+
+    fn get_debug(&self) -> bool {
+        self.is_debug()
+    }
+
+    fn _set_debug_flag(&self, enabled: bool) {
+        self.debug.store(enabled, Relaxed);
+    }
+
+    #[getter(slow_callback_duration)]
+    fn slow_callback_duration_attr(&self) -> f64 {
+        f64::from_bits(self.slow_callback_duration.load(Relaxed))
+    }
+
+    #[setter(slow_callback_duration)]
+    fn set_slow_callback_duration_attr(&self, value: f64) {
+        self.slow_callback_duration.store(value.to_bits(), Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.thread_id.load(Relaxed) != 0
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Stop after the current iteration (asyncio: callbacks already queued still run).
+    fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+
+    #[getter(_stopping)]
+    fn stopping_attr(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    #[setter(_stopping)]
+    fn set_stopping_attr(&self, value: bool) {
+        self.stopping.store(value, Relaxed);
+    }
+
+    #[getter(_thread_id)]
+    fn thread_id_attr(&self) -> Option<u64> {
+        match self.thread_id.load(Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    #[setter(_thread_id)]
+    fn set_thread_id_attr(&self, value: Option<u64>) {
+        self.thread_id.store(value.unwrap_or(0), Relaxed);
+    }
+
+    #[getter(_closed)]
+    fn closed_attr(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    #[getter(_clock_resolution)]
+    fn clock_resolution_attr(&self) -> f64 {
+        self.clock_resolution
+    }
+
+    /// Runs iterations until `stop()`; the Python `run_forever` wraps it with the
+    /// once-per-run setup (running-loop registration, asyncgen hooks).
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        loop {
+            me.run_once(slf)?;
+            if me.stopping.load(Relaxed) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().run_once(slf)
+    }
+
+    /// Releases everything the loop holds; idempotent. The Python `close` adds the checks
+    /// and the executor shutdown.
+    fn _close_native(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Relaxed) {
+            return Ok(());
+        }
+        let ready = std::mem::take(&mut *self.ready.borrow_mut(py)?);
+        let timers = self.timers.borrow_mut(py)?.drain();
+        let sources = self.poller.borrow_mut(py)?.take().map(|mut p| p.drain());
+        let core = self.poll.borrow_mut(py)?.take();
+        drop((ready, timers, sources, core));
+        Ok(())
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        slf.get().watch_fd(slf, fd, Direction::Read, callback, args).map(drop)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        slf.get().watch_fd(slf, fd, Direction::Write, callback, args).map(drop)
+    }
+
+    fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.unwatch_fd(py, fd, Direction::Read)
+    }
+
+    fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.unwatch_fd(py, fd, Direction::Write)
+    }
+
+    /// Sizes of the loop's queues, for tests and the doctor: ready callbacks, timers in the
+    /// heap (cancelled ones included until pruned), registered IO sources.
+    fn _ferro_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("ready", self.ready.borrow(py)?.len())?;
+        d.set_item("timers", self.timers.borrow(py)?.len())?;
+        d.set_item("sources", self.poller.borrow(py)?.as_ref().map_or(0, |p| p.len()))?;
+        Ok(d)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(ready) = self.ready.try_borrow_for_gc() {
+            for h in ready.iter() {
+                visit.call(h)?;
+            }
+        }
+        if let Some(timers) = self.timers.try_borrow_for_gc() {
+            let mut res = Ok(());
+            timers.for_each(|t| {
+                if res.is_ok() {
+                    res = visit.call(t);
+                }
+            });
+            res?;
+        }
+        if let Some(poller) = self.poller.try_borrow_for_gc() {
+            if let Some(p) = poller.as_ref() {
+                let mut res = Ok(());
+                p.for_each_handle(|h| {
+                    if res.is_ok() {
+                        res = visit.call(h);
+                    }
+                });
+                res?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let ready = self.ready.borrow_mut(py).ok().map(|mut r| std::mem::take(&mut *r));
+            let timers = self.timers.borrow_mut(py).ok().map(|mut t| t.drain());
+            let sources = self.poller.borrow_mut(py).ok().and_then(|mut p| p.as_mut().map(Poller::drain));
+            drop((ready, timers, sources));
+        });
+    }
+}

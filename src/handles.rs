@@ -1,0 +1,398 @@
+//! `Handle` and `TimerHandle`: a callback, its arguments and the `contextvars.Context` it
+//! runs in — asyncio's `events.Handle` / `events.TimerHandle`, natively.
+//!
+//! The ready queue holds these objects; running one enters its context through the C API
+//! (`PyContext_Enter`/`Exit`, cheaper than `Context.run`) and vectorcalls the callback.
+//! What happens once per error or per repr (formatting, logging) is delegated to
+//! `ferroloop._handles`, the Python mirror of this file.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyModule, PyTuple};
+use pyo3::PyTraverseError;
+
+use crate::gil_cell::GilCell;
+
+/// The mutable part of a handle; emptied by `cancel()` so a cancelled handle keeps nothing
+/// alive (asyncio does the same, and it is what keeps cancelled timers from holding memory).
+pub(crate) struct Callback {
+    pub(crate) callback: Option<Py<PyAny>>,
+    pub(crate) args: Option<Py<PyTuple>>,
+    pub(crate) context: Option<Py<PyAny>>,
+    /// In debug mode, the repr taken at cancel time (asyncio's `_repr`).
+    pub(crate) repr: Option<Py<PyAny>>,
+}
+
+#[pyclass(module = "ferroloop", subclass, frozen)]
+pub struct Handle {
+    pub(crate) cb: GilCell<Callback>,
+    pub(crate) cancelled: AtomicBool,
+    pub(crate) loop_: Py<PyAny>,
+    pub(crate) source_traceback: Option<Py<PyAny>>,
+}
+
+impl Handle {
+    /// `context=None` means "a copy of the current context", as in asyncio.
+    pub(crate) fn create(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        loop_: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+        source_traceback: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let context = match context {
+            Some(c) => c,
+            None => copy_context(py)?,
+        };
+        Ok(Handle {
+            cb: GilCell::new(Callback {
+                callback: Some(callback),
+                args: Some(args),
+                context: Some(context),
+                repr: None,
+            }),
+            cancelled: AtomicBool::new(false),
+            loop_,
+            source_traceback,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Relaxed)
+    }
+
+    /// Runs the callback inside its context; the callback's exception comes back untouched.
+    #[inline]
+    pub(crate) fn call(&self, py: Python<'_>) -> PyResult<()> {
+        // Take new references: the callback may cancel its own handle, which clears them.
+        let (callback, args, context) = {
+            let cb = self.cb.borrow(py)?;
+            match (&cb.callback, &cb.args, &cb.context) {
+                (Some(f), Some(a), Some(c)) => (f.clone_ref(py), a.clone_ref(py), c.clone_ref(py)),
+                _ => return Ok(()),
+            }
+        };
+        call_in_context(py, &callback, &args, &context)
+    }
+
+    fn do_cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let h = slf.get();
+        if h.cancelled.swap(true, Relaxed) {
+            return Ok(());
+        }
+        // asyncio keeps the repr in debug mode so a later "slow callback" log can show it.
+        let repr = if loop_debug(py, &h.loop_) {
+            Some(slf.as_any().repr()?.into_any().unbind())
+        } else {
+            None
+        };
+        let (f, a) = {
+            let mut cb = h.cb.borrow_mut(py)?;
+            cb.repr = repr;
+            (cb.callback.take(), cb.args.take())
+        };
+        drop((f, a)); // outside the borrow: dropping may run arbitrary __del__ code
+        Ok(())
+    }
+}
+
+/// Runs a handle as the loop does: errors other than SystemExit/KeyboardInterrupt go to
+/// the loop's exception handler (asyncio's `Handle._run`).
+pub(crate) fn run_handle(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> {
+    if let Err(err) = h.get().call(py) {
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+            return Err(err);
+        }
+        helpers(py)?.call_method1(pyo3::intern!(py, "report_callback_error"), (h, err.into_value(py)))?;
+    }
+    Ok(())
+}
+
+#[inline]
+pub(crate) fn call_in_context(
+    py: Python<'_>,
+    callback: &Py<PyAny>,
+    args: &Py<PyTuple>,
+    context: &Py<PyAny>,
+) -> PyResult<()> {
+    // SAFETY: all pointers are live references held for the duration of the call; the
+    // tuple's item array is read through CPython's public layout (non-limited API).
+    unsafe {
+        if ffi::PyContext_Enter(context.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let tuple = args.as_ptr() as *mut ffi::PyTupleObject;
+        let nargs = ffi::PyTuple_GET_SIZE(args.as_ptr());
+        let items = (*tuple).ob_item.as_ptr() as *const *mut ffi::PyObject;
+        let result = ffi::PyObject_Vectorcall(callback.as_ptr(), items, nargs as usize, std::ptr::null_mut());
+        let call_result = if result.is_null() {
+            Err(PyErr::fetch(py))
+        } else {
+            ffi::Py_DECREF(result);
+            Ok(())
+        };
+        if ffi::PyContext_Exit(context.as_ptr()) < 0 {
+            let exit_err = PyErr::fetch(py);
+            return call_result.and(Err(exit_err));
+        }
+        call_result
+    }
+}
+
+pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
+    unsafe {
+        let ctx = ffi::PyContext_CopyCurrent();
+        if ctx.is_null() {
+            Err(PyErr::fetch(py))
+        } else {
+            Ok(Bound::from_owned_ptr(py, ctx).unbind())
+        }
+    }
+}
+
+/// `ferroloop._handles`: the Python side of handles (repr, error reporting, logging).
+pub(crate) fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    MODULE
+        .get_or_try_init(py, || py.import("ferroloop._handles").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+fn loop_debug(py: Python<'_>, loop_: &Py<PyAny>) -> bool {
+    loop_
+        .bind(py)
+        .call_method0(pyo3::intern!(py, "get_debug"))
+        .and_then(|v| v.is_truthy())
+        .unwrap_or(false)
+}
+
+fn traverse_callback(cb: &Callback, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    visit.call(&cb.callback)?;
+    visit.call(&cb.args)?;
+    visit.call(&cb.context)?;
+    visit.call(&cb.repr)?;
+    Ok(())
+}
+
+#[pymethods]
+impl Handle {
+    #[new]
+    #[pyo3(signature = (callback, args, loop_, context=None))]
+    fn py_new(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Option<Bound<'_, PyAny>>,
+        loop_: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let args = match args {
+            None => PyTuple::empty(py).unbind(),
+            Some(a) => PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.unbind(),
+        };
+        Handle::create(py, callback, args, loop_, context, None)
+    }
+
+    pub(crate) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Handle::do_cancel(slf)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.cb.borrow(py)?.context.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        run_handle(slf.py(), slf)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.cb.borrow(py)?.callback.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        Ok(self.cb.borrow(py)?.args.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.get_context(py)
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.loop_.clone_ref(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    #[getter]
+    fn _repr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.cb.borrow(py)?.repr.as_ref().map(|r| r.clone_ref(py)))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(r) = slf.get().cb.borrow(py)?.repr.as_ref() {
+            return Ok(r.clone_ref(py));
+        }
+        Ok(helpers(py)?.call_method1(pyo3::intern!(py, "handle_repr"), (slf,))?.unbind())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.source_traceback)?;
+        if let Some(cb) = self.cb.try_borrow_for_gc() {
+            traverse_callback(&cb, &visit)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        // Runs inside the collector with the GIL held; a live borrow means we are mid-update
+        // and simply skip (the collector will retry on a later pass).
+        Python::attach(|py| {
+            let taken = self.cb.borrow_mut(py).ok().map(|mut cb| {
+                (cb.callback.take(), cb.args.take(), cb.context.take(), cb.repr.take())
+            });
+            drop(taken);
+        });
+    }
+}
+
+/// A `Handle` with a deadline, kept in the loop's timer heap until it is due.
+#[pyclass(module = "ferroloop", extends = Handle, frozen)]
+pub struct TimerHandle {
+    pub(crate) when: f64,
+    /// True while the timer sits in the heap (asyncio's `_scheduled`).
+    pub(crate) scheduled: AtomicBool,
+    /// The loop's count of cancelled timers still in its heap (asyncio's
+    /// `_timer_cancelled_count`): it decides when the heap is compacted.
+    pub(crate) cancelled_in_heap: Arc<AtomicUsize>,
+}
+
+impl TimerHandle {
+    pub(crate) fn handle<'a, 'py>(slf: &'a Bound<'py, TimerHandle>) -> &'a Handle {
+        slf.as_super().get()
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    #[new]
+    #[pyo3(signature = (when, callback, args, loop_, context=None))]
+    fn py_new(
+        py: Python<'_>,
+        when: f64,
+        callback: Py<PyAny>,
+        args: Option<Bound<'_, PyAny>>,
+        loop_: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let base = Handle::py_new(py, callback, args, loop_, context)?;
+        Ok(PyClassInitializer::from(base).add_subclass(TimerHandle {
+            when,
+            scheduled: AtomicBool::new(false),
+            cancelled_in_heap: Arc::new(AtomicUsize::new(0)),
+        }))
+    }
+
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(Relaxed)
+    }
+
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        if !TimerHandle::handle(slf).is_cancelled() && me.scheduled.load(Relaxed) {
+            me.cancelled_in_heap.fetch_add(1, Relaxed);
+        }
+        Handle::do_cancel(slf.as_super())
+    }
+
+    fn __hash__(&self) -> u64 {
+        // hash(float) semantics are not needed; equal `when`s must hash equal.
+        let w = if self.when == 0.0 { 0.0 } else { self.when };
+        w.to_bits()
+    }
+
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        let result = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Le => a < b || Self::equal(slf, other)?,
+            CompareOp::Gt => a > b,
+            CompareOp::Ge => a > b || Self::equal(slf, other)?,
+            CompareOp::Eq => Self::equal(slf, other)?,
+            CompareOp::Ne => !Self::equal(slf, other)?,
+        };
+        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+    }
+}
+
+impl TimerHandle {
+    /// asyncio's TimerHandle equality: same deadline, callback, args and cancelled state.
+    fn equal(a: &Bound<'_, Self>, b: &Bound<'_, Self>) -> PyResult<bool> {
+        if a.is(b) {
+            return Ok(true);
+        }
+        let py = a.py();
+        let (ha, hb) = (TimerHandle::handle(a), TimerHandle::handle(b));
+        if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
+            return Ok(false);
+        }
+        let (fa, aa) = {
+            let c = ha.cb.borrow(py)?;
+            (c.callback.as_ref().map(|x| x.clone_ref(py)), c.args.as_ref().map(|x| x.clone_ref(py)))
+        };
+        let (fb, ab) = {
+            let c = hb.cb.borrow(py)?;
+            (c.callback.as_ref().map(|x| x.clone_ref(py)), c.args.as_ref().map(|x| x.clone_ref(py)))
+        };
+        Ok(opt_eq(py, fa, fb)? && opt_eq(py, aa.map(Py::into_any), ab.map(Py::into_any))?)
+    }
+}
+
+fn opt_eq(py: Python<'_>, a: Option<Py<PyAny>>, b: Option<Py<PyAny>>) -> PyResult<bool> {
+    match (a, b) {
+        (None, None) => Ok(true),
+        (Some(a), Some(b)) => a.bind(py).eq(b.bind(py)),
+        _ => Ok(false),
+    }
+}

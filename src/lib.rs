@@ -1,0 +1,22 @@
+//! ferroloop's native core. This file only registers the module; see docs/architecture.md
+//! for how one loop iteration flows through the other files.
+
+mod clock;
+mod event_loop;
+mod gil_cell;
+mod handles;
+mod poller;
+mod timers;
+
+use pyo3::prelude::*;
+
+/// `gil_used = true`: every pyclass here relies on the GIL to serialise access to its
+/// state (see gil_cell.rs), so a free-threaded interpreter must keep the GIL on for us.
+#[pymodule(gil_used = true)]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::CoreLoop>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
