@@ -52,3 +52,22 @@ impl<T> GilCell<T> {
 fn reentrant() -> PyErr {
     PyRuntimeError::new_err("ferroloop: loop state was re-entered while it was being updated")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reentrant_borrow_is_an_error_not_ub() {
+        Python::initialize();
+        Python::attach(|py| {
+            let cell = GilCell::new(vec![1, 2, 3]);
+            let first = cell.borrow_mut(py).expect("first borrow");
+            let err = cell.borrow_mut(py).expect_err("second borrow must fail");
+            assert!(err.is_instance_of::<PyRuntimeError>(py));
+            assert!(cell.try_borrow_for_gc().is_none());
+            drop(first);
+            assert_eq!(cell.borrow(py).unwrap().len(), 3);
+        });
+    }
+}

@@ -133,3 +133,96 @@ impl TimerHeap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyTuple;
+
+    fn timer(py: Python<'_>, heap: &TimerHeap, when: f64, tag: i64) -> Py<TimerHandle> {
+        let base = Handle::create(
+            py,
+            py.None(),
+            PyTuple::new(py, [tag]).unwrap().unbind(),
+            py.None(),
+            Some(py.None()),
+            None,
+        )
+        .unwrap();
+        Py::new(
+            py,
+            PyClassInitializer::from(base).add_subclass(TimerHandle {
+                when,
+                scheduled: std::sync::atomic::AtomicBool::new(true),
+                cancelled_in_heap: heap.cancel_counter(),
+            }),
+        )
+        .unwrap()
+    }
+
+    fn tag(py: Python<'_>, h: &Py<Handle>) -> i64 {
+        h.get().cb.borrow(py).unwrap().args.as_ref().unwrap().bind(py).get_item(0).unwrap().extract().unwrap()
+    }
+
+    fn cancel(py: Python<'_>, heap: &TimerHeap, t: &Py<TimerHandle>) {
+        // What TimerHandle.cancel does, minus the Python-side repr.
+        let h = TimerHandle::handle(t.bind(py));
+        h.cancelled.store(true, Relaxed);
+        if t.get().scheduled.load(Relaxed) {
+            heap.cancelled.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn due_timers_come_out_in_deadline_then_scheduling_order() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut heap = TimerHeap::new();
+            for (when, t) in [(3.0, 30), (1.0, 10), (2.0, 20), (1.0, 11), (2.0, 21), (1.0, 12)] {
+                let th = timer(py, &heap, when, t);
+                heap.push(when, th);
+            }
+            let mut ready = VecDeque::new();
+            heap.pop_due(py, 2.5, &mut ready);
+            let order: Vec<i64> = ready.iter().map(|h| tag(py, h)).collect();
+            assert_eq!(order, vec![10, 11, 12, 20, 21]);
+            assert_eq!(heap.len(), 1);
+            assert_eq!(heap.peek_when(), Some(3.0));
+        });
+    }
+
+    #[test]
+    fn cancelled_heads_are_popped_and_majority_compacts() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut heap = TimerHeap::new();
+            let timers: Vec<_> = (0..300)
+                .map(|i| {
+                    let t = timer(py, &heap, i as f64, i);
+                    heap.push(i as f64, t.clone_ref(py));
+                    t
+                })
+                .collect();
+            // Cancel the first 10: a minority, so only the heads go.
+            for t in &timers[..10] {
+                cancel(py, &heap, t);
+            }
+            let mut dropped = Vec::new();
+            heap.prune(py, &mut dropped);
+            assert_eq!(dropped.len(), 10);
+            assert_eq!(heap.len(), 290);
+            // Now cancel two of every three of the rest: a majority, so one prune compacts.
+            for (i, t) in timers[10..].iter().enumerate() {
+                if i % 3 != 0 {
+                    cancel(py, &heap, t);
+                }
+            }
+            let live = timers.iter().filter(|t| !TimerHandle::handle(t.bind(py)).is_cancelled()).count();
+            dropped.clear();
+            heap.prune(py, &mut dropped);
+            assert_eq!(heap.len(), live);
+            assert_eq!(heap.cancelled.load(Relaxed), 0);
+            assert!(dropped.iter().all(|t| !t.get().scheduled.load(Relaxed)));
+        });
+    }
+}

@@ -1,0 +1,270 @@
+"""Running and stopping: run_forever, run_until_complete, stop, close, the public entry
+points (new_event_loop, run, install, EventLoopPolicy, Runner)."""
+
+import asyncio
+import sys
+
+import pytest
+
+import ferroloop
+
+
+def test_run_until_complete_returns_result(loop):
+    async def main():
+        await asyncio.sleep(0)
+        return 42
+
+    assert loop.run_until_complete(main()) == 42
+
+
+def test_run_until_complete_raises_coroutine_error(loop):
+    async def main():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        loop.run_until_complete(main())
+
+
+def test_run_until_complete_future_from_other_loop_rejected(loop):
+    other = asyncio.new_event_loop()
+    try:
+        fut = other.create_future()
+        with pytest.raises(ValueError):
+            loop.run_until_complete(fut)
+    finally:
+        other.close()
+
+
+def test_stop_before_run_forever_runs_one_iteration(loop):
+    calls = []
+    loop.call_soon(calls.append, 1)
+    loop.stop()
+    loop.run_forever()
+    assert calls == [1]
+    assert not loop.is_running()
+
+
+def test_stop_lets_queued_callbacks_of_the_iteration_run(loop):
+    calls = []
+
+    def first():
+        calls.append("first")
+        loop.stop()
+        loop.call_soon(calls.append, "next-iteration")
+
+    loop.call_soon(first)
+    loop.call_soon(calls.append, "same-iteration")
+    loop.run_forever()
+    assert calls == ["first", "same-iteration"]
+    loop.stop()
+    loop.run_forever()
+    assert calls == ["first", "same-iteration", "next-iteration"]
+
+
+def test_is_running_inside_and_outside(loop):
+    seen = []
+
+    def probe():
+        seen.append(loop.is_running())
+        seen.append(asyncio.get_running_loop() is loop)
+        loop.stop()
+
+    assert not loop.is_running()
+    loop.call_soon(probe)
+    loop.run_forever()
+    assert seen == [True, True]
+    assert not loop.is_running()
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        asyncio.get_running_loop()
+
+
+def test_run_forever_while_running_raises(loop):
+    errors = []
+
+    def nested():
+        try:
+            loop.run_forever()
+        except RuntimeError as e:
+            errors.append(str(e))
+        loop.stop()
+
+    loop.call_soon(nested)
+    loop.run_forever()
+    assert errors == ["This event loop is already running"]
+
+
+def test_run_until_complete_while_running_raises(loop):
+    async def inner():
+        pass
+
+    async def main():
+        coro = inner()
+        try:
+            with pytest.raises(RuntimeError, match="This event loop is already running"):
+                loop.run_until_complete(coro)
+        finally:
+            coro.close()
+
+    loop.run_until_complete(main())
+
+
+def test_run_while_another_loop_runs_raises(loop):
+    other = ferroloop.new_event_loop()
+
+    async def main():
+        coro = asyncio.sleep(0)
+        try:
+            with pytest.raises(RuntimeError, match="Cannot run the event loop while another loop is running"):
+                other.run_until_complete(coro)
+        finally:
+            coro.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        other.close()
+
+
+def test_closed_loop_refuses_everything(loop):
+    loop.close()
+    assert loop.is_closed()
+    loop.close()  # idempotent
+    for call in (
+        lambda: loop.call_soon(print),
+        lambda: loop.call_later(1, print),
+        lambda: loop.call_at(1, print),
+        lambda: loop.call_soon_threadsafe(print),
+        lambda: loop.run_forever(),
+        lambda: loop.run_in_executor(None, print),
+    ):
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            call()
+    for call in (loop.run_until_complete, loop.create_task):
+        coro = asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            call(coro)
+        coro.close()
+
+
+def test_close_running_loop_raises(loop):
+    errors = []
+
+    def try_close():
+        try:
+            loop.close()
+        except RuntimeError as e:
+            errors.append(str(e))
+        loop.stop()
+
+    loop.call_soon(try_close)
+    loop.run_forever()
+    assert errors == ["Cannot close a running event loop"]
+    assert not loop.is_closed()
+
+
+def test_close_drops_pending_callbacks(loop):
+    calls = []
+    loop.call_soon(calls.append, 1)
+    loop.call_later(0, calls.append, 2)
+    loop.close()
+    assert calls == []
+
+
+def test_unclosed_loop_warns():
+    lp = ferroloop.new_event_loop()
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        lp.__del__()
+    assert lp.is_closed()
+
+
+def test_new_event_loop_is_abstract_event_loop():
+    lp = ferroloop.new_event_loop()
+    try:
+        assert isinstance(lp, asyncio.AbstractEventLoop)
+        assert isinstance(lp, ferroloop.Loop)
+        assert repr(lp) == "<Loop running=False closed=False debug=False>"
+    finally:
+        lp.close()
+
+
+def test_ferroloop_run():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert ferroloop.run(main()) is ferroloop.Loop
+
+
+def test_ferroloop_run_debug():
+    async def main():
+        return asyncio.get_running_loop().get_debug()
+
+    assert ferroloop.run(main(), debug=True) is True
+    assert ferroloop.run(main(), debug=False) is False
+
+
+def test_runner_with_loop_factory():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    with asyncio.Runner(loop_factory=ferroloop.new_event_loop) as runner:
+        assert runner.run(main()) is ferroloop.Loop
+        assert runner.run(main()) is ferroloop.Loop
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run(loop_factory=) is 3.12+")
+def test_asyncio_run_with_loop_factory():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert asyncio.run(main(), loop_factory=ferroloop.new_event_loop) is ferroloop.Loop
+
+
+def test_install_makes_asyncio_run_use_ferroloop():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    old = asyncio.get_event_loop_policy()
+    try:
+        ferroloop.install()
+        assert isinstance(asyncio.get_event_loop_policy(), ferroloop.EventLoopPolicy)
+        assert asyncio.run(main()) is ferroloop.Loop
+        lp = asyncio.new_event_loop()
+        assert isinstance(lp, ferroloop.Loop)
+        lp.close()
+    finally:
+        asyncio.set_event_loop_policy(old)
+
+
+def test_run_rejects_nested_call():
+    async def main():
+        coro = asyncio.sleep(0)
+        try:
+            with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+                ferroloop.run(coro)
+        finally:
+            coro.close()
+
+    ferroloop.run(main())
+
+
+def test_base_exception_in_task_propagates_and_loop_survives(loop):
+    async def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(main())
+
+    async def ok():
+        return "still works"
+
+    assert loop.run_until_complete(ok()) == "still works"
+
+
+def test_system_exit_in_callback_propagates(loop):
+    def boom():
+        raise SystemExit(3)
+
+    loop.call_soon(boom)
+    with pytest.raises(SystemExit):
+        loop.run_forever()
+    assert not loop.is_running()
