@@ -25,15 +25,39 @@ use pyo3::{intern, PyTraverseError};
 use crate::clock;
 use crate::gil_cell::GilCell;
 use crate::handles::{helpers, run_handle, Handle, TimerHandle};
-use crate::poller::{self, Direction, PollCore, Poller};
+use crate::poller::{self, Direction, FdError, PollCore, Poller, Source};
 use crate::timers::TimerHeap;
+use crate::transports::{datagram::DatagramTransport, stream::StreamTransport, Readiness};
+
+/// Size of the scratch buffer socket reads land in (asyncio's `max_size`).
+const READ_BUFFER_SIZE: usize = 256 * 1024;
+
+/// An entry of the ready queue: a Python-visible handle, or IO readiness for a native
+/// transport (no Python object is made for it).
+pub(crate) enum Ready {
+    Handle(Py<Handle>),
+    Stream(Py<StreamTransport>, Readiness),
+    Datagram(Py<DatagramTransport>, Readiness),
+}
+
+impl Ready {
+    fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Ready::Handle(h) => visit.call(h),
+            Ready::Stream(t, _) => visit.call(t),
+            Ready::Datagram(t, _) => visit.call(t),
+        }
+    }
+}
 
 /// asyncio's MAXIMUM_SELECT_TIMEOUT: never block longer than a day in one wait.
 const MAX_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
 #[pyclass(module = "ferroloop._ferroloop", subclass, frozen)]
 pub struct CoreLoop {
-    ready: GilCell<VecDeque<Py<Handle>>>,
+    ready: GilCell<VecDeque<Ready>>,
+    /// Scratch space socket reads land in before they become `bytes`.
+    read_buf: GilCell<Vec<u8>>,
     timers: GilCell<TimerHeap>,
     poller: GilCell<Option<Poller>>,
     /// Borrowed by the loop thread across the (GIL-released) wait, and by nobody else.
@@ -89,6 +113,19 @@ fn os_error(e: std::io::Error) -> PyErr {
         // OSError(errno, strerror) picks the right subclass (PermissionError, ...).
         Some(code) => pyo3::exceptions::PyOSError::new_err((code, std::io::Error::from_raw_os_error(code).to_string())),
         None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
+    }
+}
+
+fn fd_error(py: Python<'_>, fd: RawFd, e: FdError) -> PyErr {
+    match e {
+        FdError::Os(e) => os_error(e),
+        FdError::OwnedByTransport(t) => {
+            let facade = t.bind(py).call_method0(intern!(py, "_facade_repr")).map(|r| r.to_string());
+            PyRuntimeError::new_err(format!(
+                "File descriptor {fd} is used by transport {}",
+                facade.unwrap_or_else(|_| "<transport>".into())
+            ))
+        }
     }
 }
 
@@ -155,8 +192,68 @@ impl CoreLoop {
     }
 
     #[inline]
-    fn push_ready(&self, py: Python<'_>, h: Py<Handle>) -> PyResult<()> {
-        self.ready.borrow_mut(py)?.push_back(h);
+    pub(crate) fn push_ready(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
+        self.ready.borrow_mut(py)?.push_back(entry);
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn check_open(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    #[inline]
+    pub(crate) fn is_debug_mode(&self) -> bool {
+        self.is_debug()
+    }
+
+    /// Queues `callback(*args)` as `call_soon` would, for callbacks the core schedules
+    /// itself (connection_made, connection_lost, waiters).
+    pub(crate) fn call_soon_native(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        me.check_closed()?;
+        let h = Handle::create(py, callback.unbind(), args.unbind(), slf.clone().into_any().unbind(), context, None)?;
+        me.push_ready(py, Ready::Handle(Py::new(py, h)?))
+    }
+
+    /// Runs `f` on the loop's read scratch buffer (allocated on first use).
+    pub(crate) fn with_read_buffer<R>(&self, py: Python<'_>, f: impl FnOnce(&mut [u8]) -> R) -> PyResult<R> {
+        let mut buf = self.read_buf.borrow_mut(py)?;
+        if buf.is_empty() {
+            buf.resize(READ_BUFFER_SIZE, 0);
+        }
+        Ok(f(&mut buf))
+    }
+
+    /// Registers a native transport's fd, readable and writable (edge-triggered).
+    pub(crate) fn register(&self, py: Python<'_>, fd: RawFd, source: Source) -> PyResult<usize> {
+        let (key, displaced) = {
+            let mut poller = self.poller.borrow_mut(py)?;
+            let poller = poller.as_mut().ok_or_else(closed_error)?;
+            poller.add_transport(fd, source).map_err(os_error)?
+        };
+        // asyncio lets a transport take over an fd that had add_reader/add_writer callbacks.
+        for h in displaced {
+            Handle::cancel(h.bind(py))?;
+        }
+        Ok(key)
+    }
+
+    pub(crate) fn deregister(&self, py: Python<'_>, key: usize, fd: RawFd) -> PyResult<()> {
+        let source = {
+            let mut poller = self.poller.borrow_mut(py)?;
+            match poller.as_mut() {
+                Some(p) => p.remove_transport(key, fd),
+                None => None,
+            }
+        };
+        drop(source);
         Ok(())
     }
 
@@ -219,23 +316,44 @@ impl CoreLoop {
         let ntodo = self.ready.borrow(py)?.len();
         let debug = self.is_debug();
         for _ in 0..ntodo {
-            let Some(h) = self.ready.borrow_mut(py)?.pop_front() else { break };
-            let hb = h.bind(py);
-            if hb.get().is_cancelled() {
-                continue;
-            }
+            let Some(entry) = self.ready.borrow_mut(py)?.pop_front() else { break };
             if debug {
                 let t0 = clock::monotonic();
-                run_handle(py, hb)?;
+                let what = self.run_entry(py, entry)?;
                 let dt = clock::monotonic() - t0;
                 if dt >= f64::from_bits(self.slow_callback_duration.load(Relaxed)) {
-                    helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (hb, dt))?;
+                    if let Some(what) = what {
+                        helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (what, dt))?;
+                    }
                 }
             } else {
-                run_handle(py, hb)?;
+                self.run_entry(py, entry)?;
             }
         }
         Ok(())
+    }
+
+    /// Runs one ready entry; returns what ran (for the slow-callback log), if anything did.
+    #[inline]
+    fn run_entry(&self, py: Python<'_>, entry: Ready) -> PyResult<Option<Py<PyAny>>> {
+        match entry {
+            Ready::Handle(h) => {
+                let hb = h.bind(py);
+                if hb.get().is_cancelled() {
+                    return Ok(None);
+                }
+                run_handle(py, hb)?;
+                Ok(Some(h.into_any()))
+            }
+            Ready::Stream(t, bits) => {
+                StreamTransport::on_ready(t.bind(py), bits)?;
+                Ok(Some(t.into_any()))
+            }
+            Ready::Datagram(t, bits) => {
+                DatagramTransport::on_ready(t.bind(py), bits)?;
+                Ok(Some(t.into_any()))
+            }
+        }
     }
 
     fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
@@ -285,8 +403,9 @@ impl CoreLoop {
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             let poller = poller.as_mut().ok_or_else(closed_error)?;
-            poller.add_fd(fd, dir, handle.clone_ref(py)).map_err(os_error)?
+            poller.add_fd(py, fd, dir, handle.clone_ref(py))
         };
+        let old = old.map_err(|e| fd_error(py, fd, e))?;
         if let Some(old) = old {
             Handle::cancel(old.bind(py))?;
         }
@@ -301,10 +420,11 @@ impl CoreLoop {
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             match poller.as_mut() {
-                Some(p) => p.remove_fd(fd, dir),
-                None => None,
+                Some(p) => p.remove_fd(py, fd, dir),
+                None => Ok(None),
             }
         };
+        let old = old.map_err(|e| fd_error(py, fd, e))?;
         match old {
             Some(h) => {
                 Handle::cancel(h.bind(py))?;
@@ -323,6 +443,7 @@ impl CoreLoop {
         let (core, poller, waker) = poller::new().map_err(os_error)?;
         Ok(CoreLoop {
             ready: GilCell::new(VecDeque::new()),
+            read_buf: GilCell::new(Vec::new()),
             timers: GilCell::new(TimerHeap::new()),
             poller: GilCell::new(Some(poller)),
             poll: GilCell::new(Some(core)),
@@ -353,7 +474,7 @@ impl CoreLoop {
         me.check_closed()?;
         me.check_callback(slf, &callback, "call_soon")?;
         let h = Py::new(slf.py(), me.make_handle(slf, callback, args, context)?)?;
-        me.push_ready(slf.py(), h.clone_ref(slf.py()))?;
+        me.push_ready(slf.py(), Ready::Handle(h.clone_ref(slf.py())))?;
         Ok(h)
     }
 
@@ -375,7 +496,7 @@ impl CoreLoop {
             helpers(py)?.call_method1(intern!(py, "check_callback"), (&callback, "call_soon_threadsafe"))?;
         }
         let h = Py::new(py, me.make_handle(slf, callback, args, context)?)?;
-        me.push_ready(py, h.clone_ref(py))?;
+        me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
         if me.parked.load(SeqCst) {
             let _ = me.waker.wake();
         }
@@ -413,7 +534,7 @@ impl CoreLoop {
     /// Queue an existing handle (asyncio's `_add_callback`), e.g. a signal handler's.
     fn _add_callback(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
         self.check_closed()?;
-        self.push_ready(py, handle)
+        self.push_ready(py, Ready::Handle(handle))
     }
 
     fn get_debug(&self) -> bool {
@@ -530,6 +651,41 @@ impl CoreLoop {
         slf.get().watch_fd(slf, fd, Direction::Write, callback, args).map(drop)
     }
 
+    /// asyncio's private `_add_reader`: like add_reader, returning the Handle.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        slf.get().watch_fd(slf, fd, Direction::Read, callback, args)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        slf.get().watch_fd(slf, fd, Direction::Write, callback, args)
+    }
+
+    fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.unwatch_fd(py, fd, Direction::Read)
+    }
+
+    fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.unwatch_fd(py, fd, Direction::Write)
+    }
+
+    /// The transport owning `fd`, or None (asyncio's `_transports` lookup).
+    fn _transport_for_fd(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let fd = fileobj_to_fd(fd)?;
+        Ok(self.poller.borrow(py)?.as_ref().and_then(|p| p.transport_at(py, fd)))
+    }
+
     fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.unwatch_fd(py, fd, Direction::Read)
     }
@@ -550,8 +706,8 @@ impl CoreLoop {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(ready) = self.ready.try_borrow_for_gc() {
-            for h in ready.iter() {
-                visit.call(h)?;
+            for entry in ready.iter() {
+                entry.visit(&visit)?;
             }
         }
         if let Some(timers) = self.timers.try_borrow_for_gc() {
@@ -566,9 +722,9 @@ impl CoreLoop {
         if let Some(poller) = self.poller.try_borrow_for_gc() {
             if let Some(p) = poller.as_ref() {
                 let mut res = Ok(());
-                p.for_each_handle(|h| {
+                p.for_each_object(|o| {
                     if res.is_ok() {
-                        res = visit.call(h);
+                        res = visit.call(o);
                     }
                 });
                 res?;

@@ -16,7 +16,9 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use pyo3::prelude::*;
 use slab::Slab;
 
+use crate::event_loop::Ready;
 use crate::handles::Handle;
+use crate::transports::{datagram::DatagramTransport, stream::StreamTransport, HUP, READ, WRITE};
 
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 const EVENTS_CAPACITY: usize = 1024;
@@ -45,9 +47,24 @@ impl FdWatch {
     }
 }
 
-/// What a slab entry is. More kinds (transports, servers) join as they are built.
+/// What a slab entry is: a plain fd watcher, or a native transport.
 pub(crate) enum Source {
     Fd(FdWatch),
+    Stream(Py<StreamTransport>),
+    Datagram(Py<DatagramTransport>),
+}
+
+/// add_reader & co. refuse an fd that a transport owns (asyncio's
+/// `_ensure_fd_no_transport`); the caller turns this into the RuntimeError.
+pub(crate) enum FdError {
+    Os(io::Error),
+    OwnedByTransport(Py<PyAny>),
+}
+
+impl From<io::Error> for FdError {
+    fn from(e: io::Error) -> Self {
+        FdError::Os(e)
+    }
 }
 
 /// The registration half: usable while the loop thread is blocked in `poll`.
@@ -100,10 +117,29 @@ impl Poller {
         self.sources.len()
     }
 
+    /// The transport registered for `fd`, if any (as a Python object, for messages).
+    pub(crate) fn transport_at(&self, py: Python<'_>, fd: RawFd) -> Option<Py<PyAny>> {
+        let key = *self.by_fd.get(&fd)?;
+        match &self.sources[key] {
+            Source::Fd(_) => None,
+            Source::Stream(t) => Some(t.clone_ref(py).into_any()),
+            Source::Datagram(t) => Some(t.clone_ref(py).into_any()),
+        }
+    }
+
     /// Installs `handle` as the reader or writer of `fd`; returns the handle it replaces.
-    pub(crate) fn add_fd(&mut self, fd: RawFd, dir: Direction, handle: Py<Handle>) -> io::Result<Option<Py<Handle>>> {
+    pub(crate) fn add_fd(
+        &mut self,
+        py: Python<'_>,
+        fd: RawFd,
+        dir: Direction,
+        handle: Py<Handle>,
+    ) -> Result<Option<Py<Handle>>, FdError> {
+        if let Some(t) = self.transport_at(py, fd) {
+            return Err(FdError::OwnedByTransport(t));
+        }
         if let Some(&key) = self.by_fd.get(&fd) {
-            let Source::Fd(w) = &mut self.sources[key];
+            let Source::Fd(w) = &mut self.sources[key] else { unreachable!("checked above") };
             let old = match dir {
                 Direction::Read => w.reader.replace(handle),
                 Direction::Write => w.writer.replace(handle),
@@ -111,12 +147,12 @@ impl Poller {
             let interest = w.interest().expect("just set");
             if let Err(e) = rearm(&self.registry, fd, key, interest) {
                 // Undo, so the loop's view matches the kernel's.
-                let Source::Fd(w) = &mut self.sources[key];
+                let Source::Fd(w) = &mut self.sources[key] else { unreachable!("checked above") };
                 let _new = match dir {
                     Direction::Read => std::mem::replace(&mut w.reader, old),
                     Direction::Write => std::mem::replace(&mut w.writer, old),
                 };
-                return Err(e);
+                return Err(e.into());
             }
             return Ok(old);
         }
@@ -135,14 +171,19 @@ impl Poller {
     }
 
     /// Removes the reader or writer of `fd`; returns it (None if there was none).
-    pub(crate) fn remove_fd(&mut self, fd: RawFd, dir: Direction) -> Option<Py<Handle>> {
-        let key = *self.by_fd.get(&fd)?;
-        let Source::Fd(w) = &mut self.sources[key];
+    pub(crate) fn remove_fd(&mut self, py: Python<'_>, fd: RawFd, dir: Direction) -> Result<Option<Py<Handle>>, FdError> {
+        if let Some(t) = self.transport_at(py, fd) {
+            return Err(FdError::OwnedByTransport(t));
+        }
+        let Some(&key) = self.by_fd.get(&fd) else { return Ok(None) };
+        let Source::Fd(w) = &mut self.sources[key] else { unreachable!("checked above") };
         let old = match dir {
             Direction::Read => w.reader.take(),
             Direction::Write => w.writer.take(),
         };
-        old.as_ref()?;
+        if old.is_none() {
+            return Ok(None);
+        }
         match w.interest() {
             Some(interest) => {
                 // The fd may be closed already; the kernel then forgot it, which is fine.
@@ -154,11 +195,40 @@ impl Poller {
                 self.by_fd.remove(&fd);
             }
         }
-        old
+        Ok(old)
+    }
+
+    /// Registers a native transport (readable and writable, edge-triggered). An fd watcher
+    /// on the same fd is displaced; its handles are returned for cancelling.
+    pub(crate) fn add_transport(&mut self, fd: RawFd, source: Source) -> io::Result<(usize, Vec<Py<Handle>>)> {
+        let mut displaced = Vec::new();
+        if let Some(key) = self.by_fd.remove(&fd) {
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
+            if let Source::Fd(w) = self.sources.remove(key) {
+                displaced.extend(w.reader);
+                displaced.extend(w.writer);
+            }
+        }
+        let entry = self.sources.vacant_entry();
+        let key = entry.key();
+        self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE | Interest::WRITABLE)?;
+        entry.insert(source);
+        self.by_fd.insert(fd, key);
+        Ok((key, displaced))
+    }
+
+    /// Forgets a transport (before its fd is closed). Returns the slab entry to drop.
+    pub(crate) fn remove_transport(&mut self, key: usize, fd: RawFd) -> Option<Source> {
+        if self.by_fd.get(&fd) == Some(&key) {
+            self.by_fd.remove(&fd);
+        }
+        let source = self.sources.try_remove(key)?;
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        Some(source)
     }
 
     /// Turns poll events into ready handles, in the order the kernel reported them.
-    pub(crate) fn dispatch(&mut self, py: Python<'_>, events: &Events, ready: &mut VecDeque<Py<Handle>>) {
+    pub(crate) fn dispatch(&mut self, py: Python<'_>, events: &Events, ready: &mut VecDeque<Ready>) {
         for ev in events.iter() {
             let token = ev.token();
             if token == WAKER_TOKEN {
@@ -173,14 +243,14 @@ impl Poller {
                     if readable {
                         if let Some(h) = &w.reader {
                             if !h.get().is_cancelled() {
-                                ready.push_back(h.clone_ref(py));
+                                ready.push_back(Ready::Handle(h.clone_ref(py)));
                             }
                         }
                     }
                     if writable {
                         if let Some(h) = &w.writer {
                             if !h.get().is_cancelled() {
-                                ready.push_back(h.clone_ref(py));
+                                ready.push_back(Ready::Handle(h.clone_ref(py)));
                             }
                         }
                     }
@@ -189,37 +259,42 @@ impl Poller {
                         let _ = rearm(&self.registry, w.fd, token.0, interest);
                     }
                 }
+                Source::Stream(t) => {
+                    let bits = readiness(ev);
+                    if bits != 0 {
+                        ready.push_back(Ready::Stream(t.clone_ref(py), bits));
+                    }
+                }
+                Source::Datagram(t) => {
+                    let bits = readiness(ev);
+                    if bits != 0 {
+                        ready.push_back(Ready::Datagram(t.clone_ref(py), bits));
+                    }
+                }
             }
         }
     }
 
-    /// Every handle held, for loop close and the garbage collector.
-    pub(crate) fn for_each_handle(&self, mut f: impl FnMut(&Py<Handle>)) {
+    /// Every Python object held, for the garbage collector.
+    pub(crate) fn for_each_object(&self, mut f: impl FnMut(&Py<PyAny>)) {
         for (_, source) in self.sources.iter() {
             match source {
                 Source::Fd(w) => {
-                    if let Some(h) = &w.reader {
-                        f(h);
-                    }
-                    if let Some(h) = &w.writer {
-                        f(h);
+                    for h in w.reader.iter().chain(w.writer.iter()) {
+                        f(h.as_any());
                     }
                 }
+                Source::Stream(t) => f(t.as_any()),
+                Source::Datagram(t) => f(t.as_any()),
             }
         }
     }
 
-    /// Forgets every source (loop close); returns their handles for dropping outside borrows.
-    pub(crate) fn drain(&mut self) -> Vec<Py<Handle>> {
-        let mut out = Vec::new();
-        for source in self.sources.drain() {
-            match source {
-                Source::Fd(w) => {
-                    let _ = self.registry.deregister(&mut SourceFd(&w.fd));
-                    out.extend(w.reader);
-                    out.extend(w.writer);
-                }
-            }
+    /// Forgets every source (loop close); returns them for dropping outside borrows.
+    pub(crate) fn drain(&mut self) -> Vec<Source> {
+        let out: Vec<Source> = self.sources.drain().collect();
+        for fd in self.by_fd.keys() {
+            let _ = self.registry.deregister(&mut SourceFd(fd));
         }
         self.by_fd.clear();
         out
@@ -234,4 +309,20 @@ fn rearm(registry: &Registry, fd: RawFd, key: usize, interest: Interest) -> io::
         }
         other => other,
     }
+}
+
+/// Read/write bits of an event, as selectors.EpollSelector counts them: errors and
+/// hang-ups wake both directions.
+fn readiness(ev: &mio::event::Event) -> u8 {
+    let mut bits = 0;
+    if ev.is_readable() || ev.is_error() || ev.is_read_closed() {
+        bits |= READ;
+    }
+    if ev.is_error() || ev.is_read_closed() {
+        bits |= HUP;
+    }
+    if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
+        bits |= WRITE;
+    }
+    bits
 }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::handles::{Handle, TimerHandle};
+use crate::event_loop::Ready;
+use crate::handles::TimerHandle;
 
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
 
@@ -106,7 +107,7 @@ impl TimerHeap {
     }
 
     /// Moves every timer due before `end_time` to the ready queue, earliest first.
-    pub(crate) fn pop_due(&mut self, py: Python<'_>, end_time: f64, ready: &mut VecDeque<Py<Handle>>) {
+    pub(crate) fn pop_due(&mut self, py: Python<'_>, end_time: f64, ready: &mut VecDeque<Ready>) {
         while let Some(head) = self.heap.peek() {
             if head.when >= end_time {
                 break;
@@ -117,7 +118,7 @@ impl TimerHeap {
             if TimerHandle::handle(e.timer.bind(py)).is_cancelled() {
                 let _ = self.cancelled.fetch_update(Relaxed, Relaxed, |c| c.checked_sub(1));
             }
-            ready.push_back(e.timer.into_bound(py).into_super().unbind());
+            ready.push_back(Ready::Handle(e.timer.into_bound(py).into_super().unbind()));
         }
     }
 
@@ -137,6 +138,7 @@ impl TimerHeap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handles::Handle;
     use pyo3::types::PyTuple;
 
     fn timer(py: Python<'_>, heap: &TimerHeap, when: f64, tag: i64) -> Py<TimerHandle> {
@@ -160,7 +162,8 @@ mod tests {
         .unwrap()
     }
 
-    fn tag(py: Python<'_>, h: &Py<Handle>) -> i64 {
+    fn tag(py: Python<'_>, r: &Ready) -> i64 {
+        let Ready::Handle(h) = r else { panic!("timers queue handles") };
         h.get().cb.borrow(py).unwrap().args.as_ref().unwrap().bind(py).get_item(0).unwrap().extract().unwrap()
     }
 

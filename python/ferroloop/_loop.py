@@ -8,7 +8,6 @@ registration, async generator hooks, executors, the exception handler, signals.
 import asyncio
 import concurrent.futures
 import os
-import socket
 import sys
 import threading
 import warnings
@@ -17,7 +16,9 @@ from asyncio import events, futures, tasks
 from asyncio.log import logger
 
 from ._ferroloop import CoreLoop
+from ._net import NetworkMixin
 from ._signals import SignalsMixin
+from ._sockets import SocketsMixin
 
 _DEBUG_STACK_DEPTH = 10  # asyncio.constants.DEBUG_STACK_DEPTH
 _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
@@ -40,7 +41,7 @@ def _stop_loop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
+class Loop(NetworkMixin, SocketsMixin, SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
     """An asyncio event loop whose scheduling core is written in Rust."""
 
     def __init__(self):
@@ -290,16 +291,6 @@ class Loop(SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
         except Exception as ex:
             if not self.is_closed() and not future.cancelled():
                 self.call_soon_threadsafe(future.set_exception, ex)
-
-    # -- name resolution (through the default executor, never blocking the loop) --------
-
-    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        return await self.run_in_executor(
-            None, socket.getaddrinfo, host, port, family, type, proto, flags
-        )
-
-    async def getnameinfo(self, sockaddr, flags=0):
-        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
     # -- errors --------------------------------------------------------------------------
 

@@ -1,0 +1,373 @@
+"""Raw sockets on the loop (sock_recv, sock_sendall, sock_connect, ...) and name
+resolution. Each operation first tries the non-blocking call at once; only when the
+socket is not ready does it wait for readiness through the native fd watchers.
+"""
+
+import errno
+import functools
+import io
+import os
+import socket
+from asyncio import exceptions
+
+_HAS_IPV6 = hasattr(socket, "AF_INET6")
+_SENDFILE_FALLBACK_READBUFFER_SIZE = 256 * 1024  # asyncio.constants
+# Flags a numeric-host lookup answers exactly like getaddrinfo() would.
+_NUMERIC_SAFE_FLAGS = socket.AI_PASSIVE | socket.AI_NUMERICHOST | getattr(socket, "AI_NUMERICSERV", 0)
+
+
+def check_ssl_socket(sock):
+    import ssl
+
+    if isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def numeric_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
+    """The single getaddrinfo() entry for a host that is already an IP address, or None
+    if a real lookup is needed (a name, a service port, an unusual type)."""
+    if host is None or proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+        return None
+    if type == socket.SOCK_STREAM:
+        proto = socket.IPPROTO_TCP
+    elif type == socket.SOCK_DGRAM:
+        proto = socket.IPPROTO_UDP
+    else:
+        return None
+    if port is None or port in (b"", ""):
+        port = 0
+    else:
+        try:
+            port = int(port)  # a service name such as "http" needs the resolver
+        except (TypeError, ValueError):
+            return None
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if not isinstance(host, str) or "%" in host:  # zone indexes need the resolver
+        return None
+    families = [socket.AF_INET, socket.AF_INET6] if family == socket.AF_UNSPEC else [family]
+    for af in families:
+        if af == socket.AF_INET6 and not _HAS_IPV6:
+            continue
+        try:
+            socket.inet_pton(af, host)
+        except (OSError, ValueError):
+            continue
+        if af == socket.AF_INET6:
+            return af, type, proto, "", (host, port, flowinfo, scopeid)
+        return af, type, proto, "", (host, port)
+    return None
+
+
+class SocketsMixin:
+    # -- name resolution -----------------------------------------------------------------
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """socket.getaddrinfo off the loop thread; IP addresses are answered at once."""
+        if type in (socket.SOCK_STREAM, socket.SOCK_DGRAM) and not flags & ~_NUMERIC_SAFE_FLAGS:
+            info = numeric_addrinfo(host, port, family, type, proto)
+            if info is not None:
+                af, t, p, canon, sa = info
+                # getaddrinfo() returns the canonical text form of the address
+                sa = (socket.inet_ntop(af, socket.inet_pton(af, sa[0])),) + sa[1:]
+                return [(socket.AddressFamily(af), socket.SocketKind(t), p, canon, sa)]
+        return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+    async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0, loop=None):
+        host, port = address[:2]
+        info = numeric_addrinfo(host, port, family, type, proto, *address[2:])
+        if info is not None:
+            return [info]
+        return await self.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _ensure_fd_no_transport(self, fd):
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        transport = self._transport_for_fd(fileno)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport._facade_repr()}")
+
+    def _check_nonblocking(self, sock):
+        check_ssl_socket(sock)
+        if self.get_debug() and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    def _sock_read_done(self, fd, fut, handle=None):
+        if handle is None or not handle.cancelled():
+            self.remove_reader(fd)
+
+    def _sock_write_done(self, fd, fut, handle=None):
+        if handle is None or not handle.cancelled():
+            self.remove_writer(fd)
+
+    def _wait_readable(self, sock, fut, retry, *args):
+        """Retry `retry(fut, sock, *args)` each time `sock` is readable, until fut is done."""
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._add_reader(fd, retry, fut, sock, *args)
+        fut.add_done_callback(functools.partial(self._sock_read_done, fd, handle=handle))
+
+    def _wait_writable(self, sock, fut, retry, *args):
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._add_writer(fd, retry, fut, sock, *args)
+        fut.add_done_callback(functools.partial(self._sock_write_done, fd, handle=handle))
+
+    @staticmethod
+    def _complete(fut, op, *args):
+        """Run one non-blocking socket call for a pending future; False if not ready."""
+        if fut.done():
+            return True
+        try:
+            result = op(*args)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+        return True
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def _sock_read(self, sock, op, *args):
+        self._check_nonblocking(sock)
+        try:
+            return op(*args)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_readable(sock, fut, lambda f, s, *a: self._complete(f, op, *a), *args)
+        return await fut
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from a non-blocking socket."""
+        return await self._sock_read(sock, sock.recv, n)
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf; returns the number of bytes received."""
+        return await self._sock_read(sock, sock.recv_into, buf)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram: (data, address)."""
+        return await self._sock_read(sock, sock.recvfrom, bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf: (nbytes, address)."""
+        if not nbytes:
+            nbytes = len(buf)
+        return await self._sock_read(sock, sock.recvfrom_into, buf, nbytes)
+
+    async def sock_accept(self, sock):
+        """Accept a connection: (conn, address), conn non-blocking."""
+        self._check_nonblocking(sock)
+
+        def accept():
+            conn, address = sock.accept()
+            conn.setblocking(False)
+            return conn, address
+
+        try:
+            return accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_readable(sock, fut, lambda f, s: self._complete(f, accept))
+        return await fut
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data (the socket must be connected)."""
+        self._check_nonblocking(sock)
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        view = memoryview(data).cast("B")
+        if n == len(view):
+            return
+        fut = self.create_future()
+        pos = [n]
+
+        def more(f, s):
+            if f.done():
+                return
+            try:
+                sent = s.send(view[pos[0]:])
+            except (BlockingIOError, InterruptedError):
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                f.set_exception(exc)
+                return
+            pos[0] += sent
+            if pos[0] == len(view):
+                f.set_result(None)
+
+        self._wait_writable(sock, fut, more)
+        return await fut
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; returns the number of bytes sent."""
+        self._check_nonblocking(sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_writable(sock, fut, lambda f, s: self._complete(f, s.sendto, data, 0, address))
+        return await fut
+
+    async def sock_connect(self, sock, address):
+        """Connect a non-blocking socket (resolving a host name first if needed)."""
+        self._check_nonblocking(sock)
+        if sock.family == socket.AF_INET or (_HAS_IPV6 and sock.family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(address, family=sock.family, type=sock.type, proto=sock.proto)
+            address = resolved[0][4]
+        fut = self.create_future()
+        try:
+            sock.connect(address)
+        except (BlockingIOError, InterruptedError):
+            # In progress (EINPROGRESS/EINTR): writable means connected or failed.
+            self._wait_writable(sock, fut, self._sock_connect_done, address)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        try:
+            return await fut
+        finally:
+            fut = None  # break the cycle through the exception's traceback
+
+    @staticmethod
+    def _sock_connect_done(fut, sock, address):
+        if fut.done():
+            return
+        try:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err != 0:
+                raise OSError(err, f"Connect call failed {address}")
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+
+    # -- sendfile ------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_sendfile_params(sock, file, offset, count):
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if not sock.type == socket.SOCK_STREAM:
+            raise ValueError("only SOCK_STREAM type sockets are supported")
+        if count is not None:
+            if not isinstance(count, int):
+                raise TypeError(f"count must be a positive integer (got {count!r})")
+            if count <= 0:
+                raise ValueError(f"count must be a positive integer (got {count!r})")
+        if not isinstance(offset, int):
+            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+        if offset < 0:
+            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send a file over a socket: zero-copy os.sendfile where possible, else read and
+        send in chunks (fallback=True)."""
+        if self.get_debug() and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        check_ssl_socket(sock)
+        self._check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except exceptions.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    async def _sock_sendfile_native(self, sock, file, offset, count):
+        if not hasattr(os, "sendfile"):
+            raise exceptions.SendfileNotAvailableError("os.sendfile() is not available")
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation) as err:
+            raise exceptions.SendfileNotAvailableError("not a regular file") from err
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        blocksize = count if count else fsize
+        if not blocksize:
+            return 0  # empty file
+        blocksize = min(blocksize, 0xFFFF_FFFF)
+        end = offset + count if count else fsize
+        total = 0
+        fut = None
+        fd = sock.fileno()
+        try:
+            while True:
+                chunk = min(blocksize, end - offset - total)
+                if chunk <= 0:
+                    break
+                try:
+                    sent = os.sendfile(fd, fileno, offset + total, chunk)
+                except (BlockingIOError, InterruptedError):
+                    fut = self.create_future()
+                    self._wait_writable(sock, fut, lambda f, s: f.done() or f.set_result(None))
+                    await fut
+                    continue
+                except OSError as exc:
+                    if total == 0 and exc.errno in (errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        # Not a file/socket combination sendfile(2) supports: fall back.
+                        raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
+                    if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
+                    raise
+                if sent == 0:
+                    break  # EOF
+                total += sent
+            return total
+        finally:
+            if total > 0:
+                os.lseek(fileno, offset + total, os.SEEK_SET)
+
+    async def _sock_sendfile_fallback(self, sock, file, offset, count):
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, _SENDFILE_FALLBACK_READBUFFER_SIZE) if count else _SENDFILE_FALLBACK_READBUFFER_SIZE
+        buf = bytearray(blocksize)
+        total = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total, blocksize)
+                    if blocksize <= 0:
+                        break
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break
+                await self.sock_sendall(sock, view[:read])
+                total += read
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)

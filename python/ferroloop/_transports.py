@@ -1,0 +1,169 @@
+"""Transport facades: the objects protocols see. Each is a real `asyncio.Transport` /
+`asyncio.DatagramTransport` (libraries check with isinstance) wrapping a native engine
+(src/transports/). Hot methods are the engine's own bound methods, set on the instance,
+so `transport.write(data)` costs no Python frame. Also the once-per-error helpers the
+engines call.
+"""
+
+import socket
+import warnings
+from asyncio import transports, trsock
+from asyncio.log import logger
+from asyncio.protocols import BufferedProtocol  # noqa: F401  (the engines look it up here)
+
+from ._ferroloop import DatagramTransport as _DatagramEngine
+from ._ferroloop import StreamTransport as _StreamEngine
+
+_STREAM_FAST = (
+    "write", "writelines", "is_closing", "pause_reading", "resume_reading", "is_reading",
+    "get_write_buffer_size", "get_write_buffer_limits", "set_write_buffer_limits",
+    "write_eof", "can_write_eof", "close", "abort", "get_protocol", "set_protocol",
+)
+_DATAGRAM_FAST = (
+    "sendto", "is_closing", "get_write_buffer_size", "get_write_buffer_limits",
+    "set_write_buffer_limits", "close", "abort", "get_protocol", "set_protocol",
+)
+
+
+def _set_nodelay(sock):
+    # asyncio disables Nagle on TCP transports: small writes go out at once.
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
+            and sock.proto in (0, socket.IPPROTO_TCP):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+def _base_extra(sock, extra):
+    extra["socket"] = trsock.TransportSocket(sock)
+    try:
+        extra["sockname"] = sock.getsockname()
+    except OSError:
+        extra["sockname"] = None
+    if "peername" not in extra:
+        try:
+            extra["peername"] = sock.getpeername()
+        except OSError:
+            extra["peername"] = None
+
+
+class _FacadeMixin:
+    def __repr__(self):
+        core = self._core
+        info = [type(self).__name__]
+        closed = core._is_closed()
+        if closed:
+            info.append("closed")
+        elif core.is_closing():
+            info.append("closing")
+        info.append(f"fd={core._sock_fd}")
+        if not closed and hasattr(core, "_repr_state"):
+            reading, writing, size = core._repr_state()
+            info.append("read=polling" if reading else "read=idle")
+            info.append(f"write=<{'polling' if writing else 'idle'}, bufsize={size}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        core = self.__dict__.get("_core")
+        if core is not None and not core._is_closed():
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            sock = self._sock
+            if sock is not None:
+                sock.close()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+
+class SocketTransport(_FacadeMixin, transports.Transport):
+    """A TCP or Unix stream socket transport (asyncio's _SelectorSocketTransport)."""
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        super().__init__(extra)
+        _base_extra(sock, self._extra)
+        _set_nodelay(sock)
+        self._loop = loop
+        self._sock = sock
+        self._server = server
+        core = _StreamEngine.open(loop, self, sock, protocol, waiter, server)
+        self._core = core
+        for name in _STREAM_FAST:
+            setattr(self, name, getattr(core, name))
+        if server is not None:
+            server._attach(self)
+
+    @property
+    def _sock_fd(self):
+        return self._core._sock_fd
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+
+class DatagramTransport(_FacadeMixin, transports.DatagramTransport):
+    """A UDP or Unix datagram transport (asyncio's _SelectorDatagramTransport)."""
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        super().__init__(extra)
+        _base_extra(sock, self._extra)
+        self._loop = loop
+        self._sock = sock
+        self._address = address
+        core = _DatagramEngine.open(loop, self, sock, protocol, address, waiter,
+                                    bool(self._extra.get("peername")))
+        self._core = core
+        for name in _DATAGRAM_FAST:
+            setattr(self, name, getattr(core, name))
+
+    @property
+    def _sock_fd(self):
+        return self._core._sock_fd
+
+
+# -- helpers the native engines call (once per error / per event, never per packet) -----
+
+def fatal_error(loop, transport, protocol, exc, message):
+    """asyncio's _fatal_error report: OSErrors (peer gone) only in debug logs, others to
+    the exception handler."""
+    if isinstance(exc, OSError):
+        if loop.get_debug():
+            logger.debug("%r: %s", transport, message, exc_info=True)
+        return
+    loop.call_exception_handler(
+        {"message": message, "exception": exc, "transport": transport, "protocol": protocol}
+    )
+
+
+def flow_control_failed(loop, transport, protocol, exc, method):
+    loop.call_exception_handler(
+        {"message": f"protocol.{method}() failed", "exception": exc, "transport": transport, "protocol": protocol}
+    )
+
+
+def datagram_callback_failed(loop, transport, exc):
+    loop.call_exception_handler(
+        {"message": f"Exception in callback {type(transport).__name__}._read_ready()",
+         "exception": exc, "transport": transport}
+    )
+
+
+def set_result_unless_done(fut, result):
+    if not fut.done():
+        fut.set_result(result)
+
+
+def set_exception_unless_done(fut, exc):
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def log_debug(msg, *args):
+    logger.debug(msg, *args)
+
+
+def log_warning(msg, *args):
+    logger.warning(msg, *args)

@@ -1,0 +1,253 @@
+//! Native transports: what runs per packet. Each kind is one file; this one holds what
+//! they share — readiness bits, borrowed views of Python bytes-like objects, the write
+//! buffer, the raw socket syscalls, and the link to `ferroloop._transports` (the Python
+//! side: facades that are real `asyncio.Transport` instances, error reporting).
+
+pub(crate) mod datagram;
+pub(crate) mod stream;
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyModule};
+
+pub(crate) type Readiness = u8;
+pub(crate) const READ: Readiness = 1;
+pub(crate) const WRITE: Readiness = 2;
+/// The peer closed its side (or the socket has an error): a read will not block even
+/// after a short read drained the data before it.
+pub(crate) const HUP: Readiness = 4;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) const SEND_FLAGS: libc::c_int = 0;
+
+/// How many buffered chunks one vectored send may carry.
+const MAX_IOV: usize = 64;
+
+/// `ferroloop._transports`: facades, error reports, logging.
+pub(crate) fn py_side(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    MODULE
+        .get_or_try_init(py, || py.import("ferroloop._transports").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+pub(crate) fn last_os_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+pub(crate) fn is_would_block(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+/// `OSError(errno, strerror)`: Python picks the subclass (ConnectionResetError, ...).
+pub(crate) fn os_error_value<'py>(py: Python<'py>, e: &io::Error) -> PyResult<Bound<'py, PyAny>> {
+    let err = match e.raw_os_error() {
+        Some(code) => pyo3::exceptions::PyOSError::new_err((code, io::Error::from_raw_os_error(code).to_string())),
+        None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
+    };
+    Ok(err.into_value(py).into_bound(py).into_any())
+}
+
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes for the duration of the call.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        Err(last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+pub(crate) fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: data is a valid readable region for the duration of the call.
+    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) };
+    if n < 0 {
+        Err(last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// A contiguous read-only view of a bytes-like object, valid while `self` lives.
+pub(crate) struct ByteView {
+    ptr: *const u8,
+    len: usize,
+    view: Option<Box<ffi::Py_buffer>>,
+}
+
+impl ByteView {
+    /// bytes, bytearray, memoryview (and anything with the buffer protocol).
+    pub(crate) fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        // SAFETY: PyBytes_Check/AS_STRING/GET_SIZE on a live object; for other objects
+        // PyObject_GetBuffer fills `view`, released in Drop.
+        unsafe {
+            if ffi::PyBytes_Check(obj.as_ptr()) != 0 {
+                return Ok(ByteView {
+                    ptr: ffi::PyBytes_AS_STRING(obj.as_ptr()) as *const u8,
+                    len: ffi::PyBytes_Size(obj.as_ptr()) as usize,
+                    view: None,
+                });
+            }
+            let mut view: Box<ffi::Py_buffer> = Box::new(std::mem::zeroed());
+            if ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) != 0 {
+                return Err(PyErr::fetch(obj.py()));
+            }
+            Ok(ByteView { ptr: view.buf as *const u8, len: view.len as usize, view: Some(view) })
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: ptr/len describe memory kept alive by the object (bytes) or the buffer view.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for ByteView {
+    fn drop(&mut self) {
+        if let Some(view) = self.view.as_mut() {
+            // SAFETY: the view was filled by a successful PyObject_GetBuffer; the GIL is held
+            // wherever a ByteView lives (it is created and dropped inside pymethods).
+            unsafe { ffi::PyBuffer_Release(&mut **view) };
+        }
+    }
+}
+
+/// asyncio's check for write()/sendto() data.
+pub(crate) fn check_bytes_like(data: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    // SAFETY: type checks on a live object.
+    let ok = unsafe {
+        ffi::PyBytes_Check(data.as_ptr()) != 0
+            || ffi::PyByteArray_Check(data.as_ptr()) != 0
+            || ffi::PyMemoryView_Check(data.as_ptr()) != 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "{what} argument must be a bytes-like object, not '{}'",
+            data.get_type().name()?
+        )))
+    }
+}
+
+/// Unsent data: whole `bytes` objects kept by reference (no copy), other bytes-like
+/// objects copied (they may be mutated after write() returns).
+#[derive(Default)]
+pub(crate) struct WriteBuffer {
+    chunks: VecDeque<(Py<PyBytes>, usize)>,
+    size: usize,
+}
+
+impl WriteBuffer {
+    pub(crate) fn len(&self) -> usize {
+        self.size
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Buffers `data[offset..]`.
+    pub(crate) fn push(&mut self, data: &Bound<'_, PyAny>, view: &ByteView, offset: usize) {
+        let rest = view.len() - offset;
+        if rest == 0 {
+            return;
+        }
+        let chunk = match data.cast::<PyBytes>() {
+            Ok(b) if data.get_type().is(&data.py().get_type::<PyBytes>()) => (b.clone().unbind(), offset),
+            _ => (PyBytes::new(data.py(), &view.as_slice()[offset..]).unbind(), 0),
+        };
+        self.chunks.push_back(chunk);
+        self.size += rest;
+    }
+
+    /// Fills `iov` with the head of the buffer; returns how many entries are used.
+    pub(crate) fn iovecs(&self, py: Python<'_>, iov: &mut [libc::iovec; MAX_IOV]) -> usize {
+        let mut n = 0;
+        for (chunk, off) in self.chunks.iter().take(MAX_IOV) {
+            let bytes = chunk.bind(py).as_bytes();
+            iov[n] = libc::iovec { iov_base: bytes[*off..].as_ptr() as *mut libc::c_void, iov_len: bytes.len() - off };
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops the first `n` bytes (they were sent).
+    pub(crate) fn consume(&mut self, py: Python<'_>, mut n: usize) {
+        self.size -= n;
+        while n > 0 {
+            let (chunk, off) = self.chunks.front_mut().expect("consume within size");
+            let avail = chunk.bind(py).as_bytes().len() - *off;
+            if n >= avail {
+                n -= avail;
+                self.chunks.pop_front();
+            } else {
+                *off += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Empties the buffer; the chunks are returned so they are dropped by the caller.
+    pub(crate) fn take(&mut self) -> VecDeque<(Py<PyBytes>, usize)> {
+        self.size = 0;
+        std::mem::take(&mut self.chunks)
+    }
+
+    /// One vectored send of the head of the buffer; returns bytes sent.
+    pub(crate) fn send_to(&self, py: Python<'_>, fd: RawFd) -> io::Result<usize> {
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        let cnt = self.iovecs(py, &mut iov);
+        // SAFETY: the iovecs point into bytes objects owned by self.chunks, alive for the call.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = cnt as _;
+            libc::sendmsg(fd, &msg, SEND_FLAGS)
+        };
+        if n < 0 {
+            Err(last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// Runs a closure inside a `contextvars.Context` entered through the C API.
+pub(crate) fn in_context<R>(py: Python<'_>, ctx: &Py<PyAny>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    // SAFETY: ctx is a live Context; Enter/Exit are balanced on every path below.
+    unsafe {
+        if ffi::PyContext_Enter(ctx.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    let result = f();
+    // SAFETY: balanced with the successful Enter above.
+    let exit = unsafe { ffi::PyContext_Exit(ctx.as_ptr()) };
+    if exit < 0 {
+        let err = PyErr::fetch(py);
+        return result.and(Err(err));
+    }
+    result
+}
+
+/// SystemExit and KeyboardInterrupt escape the loop; everything else is reported.
+pub(crate) fn is_fatal_to_loop(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+        || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+}

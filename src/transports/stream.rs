@@ -1,0 +1,863 @@
+//! The stream transport (TCP and Unix stream sockets): asyncio's
+//! `_SelectorSocketTransport`, natively.
+//!
+//! Reads go straight from the socket to the protocol (`data_received`, or `get_buffer` +
+//! `buffer_updated` for a BufferedProtocol), inside the context copied when the transport
+//! was made, as asyncio runs its reader handle. Writes try the socket first and buffer
+//! only what it did not take; the buffer drains on writable edges with one vectored send.
+//!
+//! The fd is registered once, readable and writable, edge-triggered, so steady traffic makes
+//! no `epoll_ctl` calls. Edges are remembered in `readable`: a read that fills the buffer
+//! queues another read itself (more may be waiting and no new edge will come), and
+//! `resume_reading` re-queues a read when an edge arrived while paused.
+//!
+//! The Python object the protocol sees is a facade (`ferroloop._transports.SocketTransport`,
+//! an `asyncio.Transport`); this object is its engine.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use super::{
+    check_bytes_like, in_context, is_fatal_to_loop, is_would_block, os_error_value, py_side, recv, send, ByteView,
+    Readiness, WriteBuffer, HUP, READ, WRITE,
+};
+use crate::event_loop::{CoreLoop, Ready};
+use crate::gil_cell::GilCell;
+use crate::poller::Source;
+
+const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// How data reaches the protocol; bound methods looked up once per `set_protocol`.
+enum Receiver {
+    Data(Py<PyAny>),
+    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
+}
+
+impl Receiver {
+    fn clone_ref(&self, py: Python<'_>) -> Receiver {
+        match self {
+            Receiver::Data(f) => Receiver::Data(f.clone_ref(py)),
+            Receiver::Buffered { get_buffer, buffer_updated } => Receiver::Buffered {
+                get_buffer: get_buffer.clone_ref(py),
+                buffer_updated: buffer_updated.clone_ref(py),
+            },
+        }
+    }
+}
+
+struct State {
+    protocol: Option<Py<PyAny>>,
+    receiver: Option<Receiver>,
+    facade: Option<Py<PyAny>>,
+    sock: Option<Py<PyAny>>,
+    server: Option<Py<PyAny>>,
+    /// Copied at creation: protocol callbacks for IO run in it.
+    context: Py<PyAny>,
+    key: Option<usize>,
+    buf: WriteBuffer,
+    high: usize,
+    low: usize,
+    protocol_paused: bool,
+    closing: bool,
+    conn_lost: u32,
+    eof_written: bool,
+    started: bool,
+    paused: bool,
+    read_eof: bool,
+    /// A readable edge not yet consumed by a read that came up short.
+    readable: bool,
+    /// The peer's FIN (or an error) was seen: a short read does not mean drained, the
+    /// EOF is still to be read.
+    hup: bool,
+    empty_waiter: Option<Py<PyAny>>,
+}
+
+impl State {
+    fn can_read(&self) -> bool {
+        self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0
+    }
+}
+
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub struct StreamTransport {
+    fd: RawFd,
+    loop_: Py<CoreLoop>,
+    st: GilCell<State>,
+}
+
+fn receiver_for(protocol: &Bound<'_, PyAny>) -> PyResult<Receiver> {
+    let py = protocol.py();
+    let buffered = py_side(py)?.getattr(intern!(py, "BufferedProtocol"))?;
+    if protocol.is_instance(&buffered)? {
+        Ok(Receiver::Buffered {
+            get_buffer: protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
+            buffer_updated: protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
+        })
+    } else {
+        Ok(Receiver::Data(protocol.getattr(intern!(py, "data_received"))?.unbind()))
+    }
+}
+
+impl StreamTransport {
+    fn core_loop(&self) -> &CoreLoop {
+        self.loop_.get()
+    }
+
+    /// IO readiness from the poller (via the ready queue). Reads first, as asyncio queues
+    /// the reader handle before the writer handle.
+    pub(crate) fn on_ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()> {
+        let py = slf.py();
+        let ctx = slf.get().st.borrow(py)?.context.clone_ref(py);
+        in_context(py, &ctx, || {
+            if bits & HUP != 0 {
+                slf.get().st.borrow_mut(py)?.hup = true;
+            }
+            if bits & READ != 0 {
+                Self::on_readable(slf)?;
+            }
+            if bits & WRITE != 0 {
+                Self::flush(slf)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn queue_read(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().core_loop().push_ready(slf.py(), Ready::Stream(slf.clone().unbind(), READ))
+    }
+
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let receiver = {
+            let mut st = me.st.borrow_mut(py)?;
+            st.readable = true;
+            if !st.can_read() {
+                return Ok(());
+            }
+            match &st.receiver {
+                Some(r) => r.clone_ref(py),
+                None => return Ok(()),
+            }
+        };
+        match receiver {
+            Receiver::Data(data_received) => Self::read_data(slf, &data_received),
+            Receiver::Buffered { get_buffer, buffer_updated } => Self::read_buffered(slf, &get_buffer, &buffer_updated),
+        }
+    }
+
+    /// Records how a recv ended: short or failed reads consumed the edge. Returns whether
+    /// another read must be queued (the buffer filled up, or an EOF waits behind the data).
+    fn note_read(&self, py: Python<'_>, short: bool) -> PyResult<bool> {
+        let mut st = self.st.borrow_mut(py)?;
+        if short && !st.hup {
+            st.readable = false;
+            return Ok(false);
+        }
+        Ok(!short || st.hup)
+    }
+
+    /// The socket had nothing (more) to give: wait for the next edge.
+    fn drained(&self, py: Python<'_>) -> PyResult<()> {
+        self.st.borrow_mut(py)?.readable = false;
+        Ok(())
+    }
+
+    fn read_data(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let fd = me.fd;
+        let result = me.core_loop().with_read_buffer(py, |buf| {
+            recv(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
+        })?;
+        match result {
+            Err(e) if is_would_block(&e) => me.drained(py),
+            Err(e) => {
+                me.drained(py)?;
+                let exc = os_error_value(py, &e)?;
+                Self::fatal_error(slf, &exc, "Fatal read error on socket transport")
+            }
+            Ok((_, _, None)) => {
+                me.drained(py)?;
+                Self::on_eof(slf)
+            }
+            Ok((_, full, Some(data))) => {
+                if me.note_read(py, !full)? {
+                    Self::queue_read(slf)?;
+                }
+                if let Err(err) = data_received.bind(py).call1((data,)) {
+                    return Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed.");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn read_buffered(slf: &Bound<'_, Self>, get_buffer: &Py<PyAny>, buffer_updated: &Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let buf = match get_buffer.bind(py).call1((-1,)) {
+            Ok(b) => b,
+            Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed."),
+        };
+        let received = {
+            let mut view = match WritableView::new(&buf) {
+                Ok(v) => v,
+                Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed."),
+            };
+            if view.len() == 0 {
+                let err = PyRuntimeError::new_err("get_buffer() returned an empty buffer");
+                return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed.");
+            }
+            let cap = view.len();
+            recv(me.fd, view.as_mut_slice()).map(|n| (n, n == cap))
+        };
+        drop(buf);
+        match received {
+            Err(e) if is_would_block(&e) => me.drained(py),
+            Err(e) => {
+                me.drained(py)?;
+                let exc = os_error_value(py, &e)?;
+                Self::fatal_error(slf, &exc, "Fatal read error on socket transport")
+            }
+            Ok((0, _)) => {
+                me.drained(py)?;
+                Self::on_eof(slf)
+            }
+            Ok((n, full)) => {
+                if me.note_read(py, !full)? {
+                    Self::queue_read(slf)?;
+                }
+                if let Err(err) = buffer_updated.bind(py).call1((n,)) {
+                    return Self::callback_failed(slf, err, "Fatal error: protocol.buffer_updated() call failed.");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let protocol = {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            st.read_eof = true;
+            match &st.protocol {
+                Some(p) => p.clone_ref(py),
+                None => return Ok(()),
+            }
+        };
+        if slf.get().core_loop().is_debug_mode() {
+            py_side(py)?.call_method1(intern!(py, "log_debug"), ("%r received EOF", Self::facade(slf)?))?;
+        }
+        match protocol.bind(py).call_method0(intern!(py, "eof_received")) {
+            Err(err) => Self::callback_failed(slf, err, "Fatal error: protocol.eof_received() call failed."),
+            Ok(keep_open) => {
+                if !keep_open.is_truthy()? {
+                    Self::do_close(slf)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A protocol callback raised: SystemExit/KeyboardInterrupt leave the loop, anything
+    /// else is a fatal error of this transport.
+    fn callback_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if is_fatal_to_loop(py, &err) {
+            return Err(err);
+        }
+        let exc = err.into_value(py).into_bound(py).into_any();
+        Self::fatal_error(slf, &exc, message)
+    }
+
+    fn facade(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        Ok(slf.get().st.borrow(py)?.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)))
+    }
+
+    /// asyncio's `_fatal_error`: report (OSErrors only in debug mode), then force-close.
+    fn fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        let (facade, protocol) = {
+            let st = slf.get().st.borrow(py)?;
+            (
+                st.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)),
+                st.protocol.as_ref().map_or_else(|| py.None(), |p| p.clone_ref(py)),
+            )
+        };
+        py_side(py)?.call_method1(
+            intern!(py, "fatal_error"),
+            (slf.get().loop_.clone_ref(py), facade, protocol, exc, message),
+        )?;
+        Self::force_close(slf, Some(exc.clone().unbind()))
+    }
+
+    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let dropped = {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.closing = true;
+            st.conn_lost += 1;
+            st.buf.take()
+        };
+        drop(dropped);
+        Self::schedule_connection_lost(slf, exc)
+    }
+
+    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let callback = slf.getattr(intern!(py, "_call_connection_lost"))?;
+        let exc = exc.unwrap_or_else(|| py.None());
+        CoreLoop::call_soon_native(slf.get().loop_.bind(py), callback, PyTuple::new(py, [exc])?, None)
+    }
+
+    fn do_close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            if !st.buf.is_empty() {
+                return Ok(()); // the flush finishes the close
+            }
+            st.conn_lost += 1;
+        }
+        Self::schedule_connection_lost(slf, None)
+    }
+
+    /// Sends what is buffered (writable edge, or writelines). Finishes a pending close or
+    /// write_eof once the buffer is empty.
+    fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let resume = {
+            let mut st = me.st.borrow_mut(py)?;
+            if st.buf.is_empty() || st.conn_lost > 0 {
+                return Ok(());
+            }
+            match st.buf.send_to(py, me.fd) {
+                Err(e) if is_would_block(&e) => return Ok(()),
+                Err(e) => {
+                    let dropped = st.buf.take();
+                    let waiter = st.empty_waiter.as_ref().map(|w| w.clone_ref(py));
+                    drop(st);
+                    drop(dropped);
+                    let exc = os_error_value(py, &e)?;
+                    Self::fatal_error(slf, &exc, "Fatal write error on socket transport")?;
+                    if let Some(w) = waiter {
+                        py_side(py)?.call_method1(intern!(py, "set_exception_unless_done"), (w, exc))?;
+                    }
+                    return Ok(());
+                }
+                Ok(n) => st.buf.consume(py, n),
+            }
+            let resume = st.protocol_paused && st.buf.len() <= st.low;
+            if resume {
+                st.protocol_paused = false;
+            }
+            resume.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
+        };
+        if let Some(protocol) = resume {
+            Self::call_flow_control(slf, &protocol, "resume_writing")?;
+        }
+        let (closing, eof, waiter) = {
+            let mut st = me.st.borrow_mut(py)?;
+            if !st.buf.is_empty() {
+                return Ok(());
+            }
+            let closing = st.closing && st.conn_lost == 0;
+            if closing {
+                st.conn_lost += 1;
+            }
+            (closing, st.eof_written, st.empty_waiter.as_ref().map(|w| w.clone_ref(py)))
+        };
+        if let Some(w) = waiter {
+            py_side(py)?.call_method1(intern!(py, "set_result_unless_done"), (w, py.None()))?;
+        }
+        if closing {
+            Self::call_connection_lost(slf, py.None().into_bound(py))?;
+        } else if eof {
+            // SAFETY: shutdown on our live fd (the transport is not closed: conn_lost == 0).
+            unsafe { libc::shutdown(me.fd, libc::SHUT_WR) };
+        }
+        Ok(())
+    }
+
+    /// `pause_writing`/`resume_writing`; their errors go to the exception handler.
+    fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
+        let py = slf.py();
+        if let Err(err) = protocol.bind(py).call_method0(method) {
+            if is_fatal_to_loop(py, &err) {
+                return Err(err);
+            }
+            py_side(py)?.call_method1(
+                intern!(py, "flow_control_failed"),
+                (slf.get().loop_.clone_ref(py), Self::facade(slf)?, protocol, err.into_value(py), method),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn maybe_pause(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let protocol = {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            if st.buf.len() <= st.high || st.protocol_paused {
+                return Ok(());
+            }
+            st.protocol_paused = true;
+            st.protocol.as_ref().map(|p| p.clone_ref(py))
+        };
+        match protocol {
+            Some(p) => Self::call_flow_control(slf, &p, "pause_writing"),
+            None => Ok(()),
+        }
+    }
+
+    /// The one place the transport ends: protocol.connection_lost, then the socket closes.
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let (protocol, sock, server, facade, key, receiver, waiter) = {
+            let mut st = me.st.borrow_mut(py)?;
+            (
+                st.protocol.take(),
+                st.sock.take(),
+                st.server.take(),
+                st.facade.take(),
+                st.key.take(),
+                st.receiver.take(),
+                st.empty_waiter.take(),
+            )
+        };
+        drop((receiver, waiter));
+        if let Some(key) = key {
+            // Before the fd is closed, so a reused fd number is never confused with ours.
+            me.core_loop().deregister(py, key, me.fd)?;
+        }
+        let lost = match &protocol {
+            Some(p) => p.bind(py).call_method1(intern!(py, "connection_lost"), (exc,)).map(drop),
+            None => Ok(()),
+        };
+        let closed = match &sock {
+            Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
+            None => Ok(()),
+        };
+        let detached = match (&server, &facade) {
+            (Some(server), Some(facade)) => server.bind(py).call_method1(intern!(py, "_detach"), (facade,)).map(drop),
+            _ => Ok(()),
+        };
+        drop((protocol, sock, server, facade));
+        lost.and(closed).and(detached)
+    }
+}
+
+/// A writable view of a `get_buffer()` result (bytearray, memoryview, ...).
+struct WritableView {
+    view: Box<ffi::Py_buffer>,
+}
+
+impl WritableView {
+    fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        // SAFETY: PyObject_GetBuffer fills the view on success; released in Drop.
+        unsafe {
+            let mut view: Box<ffi::Py_buffer> = Box::new(std::mem::zeroed());
+            if ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_WRITABLE) != 0 {
+                return Err(PyErr::fetch(obj.py()));
+            }
+            Ok(WritableView { view })
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.view.len as usize
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: a writable buffer of `len` bytes, exported to us until Drop.
+        unsafe { std::slice::from_raw_parts_mut(self.view.buf as *mut u8, self.view.len as usize) }
+    }
+}
+
+impl Drop for WritableView {
+    fn drop(&mut self) {
+        // SAFETY: filled by a successful PyObject_GetBuffer; the GIL is held here.
+        unsafe { ffi::PyBuffer_Release(&mut *self.view) };
+    }
+}
+
+#[pymethods]
+impl StreamTransport {
+    /// Makes the engine for `facade` over `sock` and registers it with the loop; schedules
+    /// connection_made, then reading, then the waiter, as asyncio does.
+    #[staticmethod]
+    #[pyo3(signature = (r#loop, facade, sock, protocol, waiter=None, server=None))]
+    fn open(
+        r#loop: &Bound<'_, CoreLoop>,
+        facade: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        waiter: Option<&Bound<'_, PyAny>>,
+        server: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<StreamTransport>> {
+        let py = r#loop.py();
+        let core = r#loop.get();
+        core.check_open()?;
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        if fd < 0 {
+            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        }
+        let transport = Py::new(
+            py,
+            StreamTransport {
+                fd,
+                loop_: r#loop.clone().unbind(),
+                st: GilCell::new(State {
+                    protocol: Some(protocol.clone().unbind()),
+                    receiver: Some(receiver_for(protocol)?),
+                    facade: Some(facade.clone().unbind()),
+                    sock: Some(sock.clone().unbind()),
+                    server: server.map(|s| s.clone().unbind()),
+                    context: crate::handles::copy_context(py)?,
+                    key: None,
+                    buf: WriteBuffer::default(),
+                    high: DEFAULT_HIGH_WATER,
+                    low: DEFAULT_HIGH_WATER / 4,
+                    protocol_paused: false,
+                    closing: false,
+                    conn_lost: 0,
+                    eof_written: false,
+                    started: false,
+                    paused: false,
+                    read_eof: false,
+                    readable: false,
+                    hup: false,
+                    empty_waiter: None,
+                }),
+            },
+        )?;
+        let key = core.register(py, fd, Source::Stream(transport.clone_ref(py)))?;
+        transport.get().st.borrow_mut(py)?.key = Some(key);
+        let bound = transport.bind(py);
+        CoreLoop::call_soon_native(r#loop, protocol.getattr(intern!(py, "connection_made"))?, PyTuple::new(py, [facade])?, None)?;
+        CoreLoop::call_soon_native(r#loop, bound.getattr(intern!(py, "_start_reading"))?, PyTuple::empty(py), None)?;
+        if let Some(waiter) = waiter {
+            let setter = py_side(py)?.getattr(intern!(py, "set_result_unless_done"))?;
+            CoreLoop::call_soon_native(r#loop, setter, PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?, None)?;
+        }
+        Ok(transport)
+    }
+
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let queue = {
+            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            st.started = true;
+            st.readable && st.can_read()
+        };
+        if queue {
+            Self::queue_read(slf)?;
+        }
+        Ok(())
+    }
+
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        check_bytes_like(data, "data")?;
+        let view = ByteView::new(data)?;
+        let mut st = me.st.borrow_mut(py)?;
+        if st.eof_written {
+            return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+        }
+        if st.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+        }
+        if view.len() == 0 {
+            return Ok(());
+        }
+        if st.conn_lost > 0 {
+            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            st.conn_lost += 1;
+            drop(st);
+            if warn {
+                py_side(py)?.call_method1(intern!(py, "log_warning"), ("socket.send() raised exception.",))?;
+            }
+            return Ok(());
+        }
+        let mut offset = 0;
+        if st.buf.is_empty() {
+            match send(me.fd, view.as_slice()) {
+                Ok(n) if n == view.len() => return Ok(()),
+                Ok(n) => offset = n,
+                Err(e) if is_would_block(&e) => {}
+                Err(e) => {
+                    drop(st);
+                    let exc = os_error_value(py, &e)?;
+                    return Self::fatal_error(slf, &exc, "Fatal write error on socket transport");
+                }
+            }
+        }
+        st.buf.push(data, &view, offset);
+        drop(st);
+        drop(view);
+        Self::maybe_pause(slf)
+    }
+
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let items: Vec<Bound<'_, PyAny>> = list_of_data.try_iter()?.collect::<PyResult<_>>()?;
+        {
+            let st = me.st.borrow(py)?;
+            if st.eof_written {
+                return Err(PyRuntimeError::new_err("Cannot call writelines() after write_eof()"));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err("unable to writelines; sendfile is in progress"));
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        for (i, item) in items.iter().enumerate() {
+            if check_bytes_like(item, "data").is_err() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "sequence item {i}: expected a bytes-like object, {} found",
+                    item.get_type().name()?
+                )));
+            }
+        }
+        let was_empty = {
+            let mut st = me.st.borrow_mut(py)?;
+            if st.conn_lost > 0 {
+                st.conn_lost += 1;
+                return Ok(());
+            }
+            let was_empty = st.buf.is_empty();
+            for item in &items {
+                let view = ByteView::new(item)?;
+                st.buf.push(item, &view, 0);
+            }
+            was_empty
+        };
+        if was_empty {
+            Self::flush(slf)?;
+        }
+        Self::maybe_pause(slf)
+    }
+
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let mut st = me.st.borrow_mut(py)?;
+        if st.closing || st.eof_written {
+            return Ok(());
+        }
+        st.eof_written = true;
+        if st.buf.is_empty() && st.conn_lost == 0 {
+            drop(st);
+            // SAFETY: shutdown on our live fd.
+            if unsafe { libc::shutdown(me.fd, libc::SHUT_WR) } < 0 {
+                let e = super::last_os_error();
+                return Err(PyErr::from_value(os_error_value(py, &e)?));
+            }
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::do_close(slf)
+    }
+
+    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::force_close(slf, None)
+    }
+
+    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        Self::force_close(slf, exc)
+    }
+
+    fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+        Self::fatal_error(slf, exc, message)
+    }
+
+    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        Self::call_connection_lost(slf, exc)
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.st.borrow(py)?.closing)
+    }
+
+    /// True once connection_lost ran and the socket is closed.
+    fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.st.borrow(py)?.sock.is_none())
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
+        let st = self.st.borrow(py)?;
+        Ok(!st.closing && !st.paused)
+    }
+
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let mut st = slf.get().st.borrow_mut(py)?;
+        if st.closing || st.paused {
+            return Ok(());
+        }
+        st.paused = true;
+        Ok(())
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let queue = {
+            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            if st.closing || !st.paused {
+                return Ok(());
+            }
+            st.paused = false;
+            st.readable && st.can_read()
+        };
+        if queue {
+            Self::queue_read(slf)?;
+        }
+        Ok(())
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.st.borrow(py)?.buf.len())
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+        let st = self.st.borrow(py)?;
+        Ok((st.low, st.high))
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        let (high, low) = water_marks(high, low)?;
+        {
+            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            st.high = high;
+            st.low = low;
+        }
+        Self::maybe_pause(slf)
+    }
+
+    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let receiver = receiver_for(protocol)?;
+        let (old_p, old_r) = {
+            let mut st = self.st.borrow_mut(protocol.py())?;
+            (st.protocol.replace(protocol.clone().unbind()), st.receiver.replace(receiver))
+        };
+        drop((old_p, old_r));
+        Ok(())
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.st.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+    }
+
+    fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if slf.get().st.borrow(py)?.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+        }
+        let waiter = slf.get().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
+        let empty = {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            st.empty_waiter = Some(waiter.clone().unbind());
+            st.buf.is_empty()
+        };
+        if empty {
+            waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        Ok(waiter.unbind())
+    }
+
+    fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
+        let old = self.st.borrow_mut(py)?.empty_waiter.take();
+        drop(old);
+        Ok(())
+    }
+
+    /// `read=polling|idle`, `write=<polling|idle, bufsize=N>` for the facade's repr.
+    fn _repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
+        let st = self.st.borrow(py)?;
+        Ok((st.can_read() || (!st.started && !st.paused && !st.closing), !st.buf.is_empty(), st.buf.len()))
+    }
+
+    #[getter]
+    fn _sock_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
+        match self.st.borrow(py)?.facade.as_ref().map(|f| f.clone_ref(py)) {
+            Some(f) => Ok(f.bind(py).repr()?.to_string()),
+            None => Ok("<closed stream transport>".into()),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        if let Some(st) = self.st.try_borrow_for_gc() {
+            visit.call(&st.protocol)?;
+            visit.call(&st.facade)?;
+            visit.call(&st.sock)?;
+            visit.call(&st.server)?;
+            visit.call(&st.context)?;
+            visit.call(&st.empty_waiter)?;
+            match &st.receiver {
+                Some(Receiver::Data(f)) => visit.call(f)?,
+                Some(Receiver::Buffered { get_buffer, buffer_updated }) => {
+                    visit.call(get_buffer)?;
+                    visit.call(buffer_updated)?;
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = self.st.borrow_mut(py).ok().map(|mut st| {
+                (st.protocol.take(), st.facade.take(), st.server.take(), st.receiver.take(), st.empty_waiter.take())
+            });
+            drop(taken);
+        });
+    }
+}
+
+/// asyncio's `_set_write_buffer_limits` rule and message.
+pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>) -> PyResult<(usize, usize)> {
+    let high = match (high, low) {
+        (Some(h), _) => h,
+        (None, Some(l)) => 4 * l,
+        (None, None) => DEFAULT_HIGH_WATER as i64,
+    };
+    let low = low.unwrap_or(high / 4);
+    if !(high >= low && low >= 0) {
+        return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
+    }
+    Ok((high as usize, low as usize))
+}
