@@ -109,11 +109,7 @@ pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 }
 
 fn os_error(e: std::io::Error) -> PyErr {
-    match e.raw_os_error() {
-        // OSError(errno, strerror) picks the right subclass (PermissionError, ...).
-        Some(code) => pyo3::exceptions::PyOSError::new_err((code, std::io::Error::from_raw_os_error(code).to_string())),
-        None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
-    }
+    crate::transports::os_error(&e)
 }
 
 fn fd_error(py: Python<'_>, fd: RawFd, e: FdError) -> PyErr {

@@ -596,7 +596,8 @@ class NetworkMixin:
                              "SO_REUSEPORT in UDP poses a significant security concern.")
         if sock is not None:
             if sock.type == socket.SOCK_STREAM:
-                raise ValueError(f"A datagram socket was expected, got {sock!r}")
+                kind = "UDP Socket" if sys.version_info < (3, 13) else "datagram socket"  # asyncio's wording
+                raise ValueError(f"A {kind} was expected, got {sock!r}")
             opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family, proto=proto,
                         flags=flags, reuse_port=reuse_port, allow_broadcast=allow_broadcast)
             if any(opts.values()):

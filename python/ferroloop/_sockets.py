@@ -240,8 +240,15 @@ class SocketsMixin:
         fut = self.create_future()
         try:
             sock.connect(address)
-        except (BlockingIOError, InterruptedError):
-            # In progress (EINPROGRESS/EINTR): writable means connected or failed.
+        except BlockingIOError as exc:
+            if exc.errno == errno.EAGAIN and sock.family == getattr(socket, "AF_UNIX", None):
+                # A Unix listener with a full backlog: nothing is in progress (asyncio
+                # waits for writability here and hands back an unconnected socket).
+                self._retry_unix_connect(fut, sock, address, 0.001)
+            else:
+                # In progress (EINPROGRESS): writable means connected or failed.
+                self._wait_writable(sock, fut, self._sock_connect_done, address)
+        except InterruptedError:
             self._wait_writable(sock, fut, self._sock_connect_done, address)
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -253,6 +260,26 @@ class SocketsMixin:
             return await fut
         finally:
             fut = None  # break the cycle through the exception's traceback
+
+    def _retry_unix_connect(self, fut, sock, address, delay):
+        def attempt():
+            if fut.done():
+                return
+            try:
+                sock.connect(address)
+            except BlockingIOError as exc:
+                if exc.errno == errno.EAGAIN:
+                    self._retry_unix_connect(fut, sock, address, min(delay * 2, 0.1))
+                    return
+                fut.set_exception(exc)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
+
+        self.call_later(delay, attempt)
 
     @staticmethod
     def _sock_connect_done(fut, sock, address):

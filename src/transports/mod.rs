@@ -49,11 +49,24 @@ pub(crate) fn is_would_block(e: &io::Error) -> bool {
 
 /// `OSError(errno, strerror)`: Python picks the subclass (ConnectionResetError, ...).
 pub(crate) fn os_error_value<'py>(py: Python<'py>, e: &io::Error) -> PyResult<Bound<'py, PyAny>> {
-    let err = match e.raw_os_error() {
-        Some(code) => pyo3::exceptions::PyOSError::new_err((code, io::Error::from_raw_os_error(code).to_string())),
+    Ok(os_error(e).into_value(py).into_bound(py).into_any())
+}
+
+pub(crate) fn os_error(e: &io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => pyo3::exceptions::PyOSError::new_err((code, strerror(code))),
         None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
-    };
-    Ok(err.into_value(py).into_bound(py).into_any())
+    }
+}
+
+/// The C library's message for an errno, as Python shows it (without Rust's
+/// " (os error N)" suffix).
+pub(crate) fn strerror(code: i32) -> String {
+    let text = io::Error::from_raw_os_error(code).to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {

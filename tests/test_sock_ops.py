@@ -1,0 +1,220 @@
+"""loop.sock_* on raw non-blocking sockets, and sendfile."""
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from netutil import make_recorder
+
+
+def pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def test_sock_recv_sendall(loop):
+    async def main():
+        a, b = pair()
+        reader = asyncio.create_task(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        assert not reader.done()
+        await loop.sock_sendall(b, b"hello")
+        assert await reader == b"hello"
+        big = os.urandom(4 * 1024 * 1024)
+        sender = asyncio.create_task(loop.sock_sendall(b, big))
+        got = bytearray()
+        while len(got) < len(big):
+            got += await loop.sock_recv(a, 65536)
+        await sender
+        assert got == big
+        a.close(), b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_recv_into(loop):
+    async def main():
+        a, b = pair()
+        buf = bytearray(10)
+        task = asyncio.create_task(loop.sock_recv_into(a, buf))
+        await asyncio.sleep(0)
+        b.send(b"into")
+        assert await task == 4
+        assert buf[:4] == b"into"
+        a.close(), b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_recv_cancelled_removes_reader(loop):
+    async def main():
+        a, b = pair()
+        task = asyncio.create_task(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        assert loop.remove_reader(a) is False  # the watcher is gone
+        a.close(), b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_accept_and_connect(loop):
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        lsock.setblocking(False)
+        client = socket.socket()
+        client.setblocking(False)
+        accepting = asyncio.create_task(loop.sock_accept(lsock))
+        await loop.sock_connect(client, lsock.getsockname())
+        conn, addr = await accepting
+        assert addr == client.getsockname()
+        assert conn.gettimeout() == 0
+        await loop.sock_sendall(client, b"x")
+        assert await loop.sock_recv(conn, 1) == b"x"
+        for s in (conn, client, lsock):
+            s.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_connect_refused(loop):
+    async def main():
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        s = socket.socket()
+        s.setblocking(False)
+        with pytest.raises(ConnectionRefusedError):
+            await loop.sock_connect(s, ("127.0.0.1", port))
+        s.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_connect_resolves_names(loop):
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        s = socket.socket()
+        s.setblocking(False)
+        await loop.sock_connect(s, ("localhost", lsock.getsockname()[1]))
+        s.close(), lsock.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_udp_ops(loop):
+    async def main():
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for s in (a, b):
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+        assert await loop.sock_sendto(a, b"dgram", b.getsockname()) == 5
+        data, addr = await loop.sock_recvfrom(b, 100)
+        assert (data, addr) == (b"dgram", a.getsockname())
+        await loop.sock_sendto(a, b"into", b.getsockname())
+        buf = bytearray(100)
+        n, addr = await loop.sock_recvfrom_into(b, buf)
+        assert buf[:n] == b"into"
+        a.close(), b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_ops_require_nonblocking_in_debug(loop):
+    loop.set_debug(True)
+
+    async def main():
+        a, b = socket.socketpair()
+        with pytest.raises(ValueError, match="the socket must be non-blocking"):
+            await loop.sock_recv(a, 1)
+        a.close(), b.close()
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("offset, count", [(0, None), (1000, None), (10, 5000)])
+def test_sock_sendfile(loop, tmp_path, offset, count):
+    data = os.urandom(300_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+
+    async def main():
+        a, b = pair()
+        with open(path, "rb") as f:
+            async def drain():
+                got = bytearray()
+                want = len(data[offset:offset + count] if count else data[offset:])
+                while len(got) < want:
+                    got += await loop.sock_recv(b, 65536)
+                return bytes(got)
+
+            reader = asyncio.create_task(drain())
+            sent = await loop.sock_sendfile(a, f, offset, count)
+            got = await reader
+            assert f.tell() == offset + sent
+        expected = data[offset:offset + count] if count else data[offset:]
+        assert sent == len(expected) and got == expected
+        a.close(), b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_sendfile_argument_errors(loop, tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+
+    async def main():
+        a, b = pair()
+        with open(path, "r") as f:
+            with pytest.raises(ValueError, match="file should be opened in binary mode"):
+                await loop.sock_sendfile(a, f)
+        with open(path, "rb") as f:
+            with pytest.raises(ValueError, match="count must be a positive integer"):
+                await loop.sock_sendfile(a, f, 0, 0)
+            with pytest.raises(ValueError, match="offset must be a non-negative integer"):
+                await loop.sock_sendfile(a, f, -1)
+        a.close(), b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_transport_sendfile(loop, tmp_path):
+    data = os.urandom(1_000_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+
+    async def main():
+        received = bytearray()
+        done = loop.create_future()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, d):
+                received.extend(d)
+                if len(received) >= len(data):
+                    done.set_result(None)
+
+        srv = await loop.create_server(Sink, "127.0.0.1", 0)
+        tr, pr = await loop.create_connection(lambda: make_recorder(loop), *srv.sockets[0].getsockname())
+        tr.write(b"")  # nothing buffered
+        with open(path, "rb") as f:
+            sent = await loop.sendfile(tr, f)
+        await asyncio.wait_for(done, 10)
+        assert sent == len(data) and bytes(received) == data
+        tr.write(b"still usable")
+        tr.close()
+        srv.close()
+
+    loop.run_until_complete(main())
