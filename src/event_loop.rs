@@ -445,27 +445,36 @@ impl CoreLoop {
     }
 
     /// Runs one ready entry; returns what ran (for the slow-callback log), if anything did.
+    /// Objects leave the ready queue as `Bound`: releasing those is a plain decref
+    /// (a `Py` drop would consult a thread-local first), once per callback.
     #[inline]
     fn run_entry(&self, py: Python<'_>, entry: Ready) -> PyResult<Option<Py<PyAny>>> {
+        let debug = self.is_debug();
         match entry {
             Ready::Handle(h) => {
-                let hb = h.bind(py);
-                if hb.get().is_cancelled() {
+                let hb = h.into_bound(py);
+                let handle = hb.get();
+                if handle.is_cancelled() {
                     return Ok(None);
                 }
-                run_handle(py, hb)?;
-                if hb.get().oneshot.load(Relaxed) && !self.is_debug() {
-                    hb.get().release(py)?;
+                run_handle(py, &hb)?;
+                if debug {
+                    return Ok(Some(hb.into_any().unbind()));
                 }
-                Ok(Some(h.into_any()))
+                if handle.oneshot.load(Relaxed) {
+                    handle.release(py)?;
+                }
+                Ok(None)
             }
             Ready::Stream(t, bits) => {
-                StreamTransport::on_ready(t.bind(py), bits)?;
-                Ok(Some(t.into_any()))
+                let tb = t.into_bound(py);
+                StreamTransport::on_ready(&tb, bits)?;
+                Ok(debug.then(|| tb.into_any().unbind()))
             }
             Ready::Datagram(t, bits) => {
-                DatagramTransport::on_ready(t.bind(py), bits)?;
-                Ok(Some(t.into_any()))
+                let tb = t.into_bound(py);
+                DatagramTransport::on_ready(&tb, bits)?;
+                Ok(debug.then(|| tb.into_any().unbind()))
             }
         }
     }

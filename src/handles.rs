@@ -146,14 +146,16 @@ impl Handle {
     #[inline]
     pub(crate) fn call(&self, py: Python<'_>) -> PyResult<()> {
         // Take new references: the callback may cancel its own handle, which clears them.
-        let (callback, args, context) = {
+        // Raw ones (`Held`): this runs once per callback, and PyO3's Py drop would consult
+        // a thread-local on every release.
+        let held = {
             let cb = self.cb.borrow(py)?;
             match (&cb.callback, &cb.args, &cb.context) {
-                (Some(f), Some(a), Some(c)) => (f.clone_ref(py), a.clone_ref(py), c.clone_ref(py)),
+                (Some(f), Some(a), Some(c)) => Held::new(f, a, c),
                 _ => return Ok(()),
             }
         };
-        call_in_context(py, &callback, &args, &context)
+        held.call(py)
     }
 
     /// Drops the callback and its arguments after the handle ran (see the note on the
@@ -202,13 +204,54 @@ pub(crate) fn run_handle(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> 
     Ok(())
 }
 
+/// Strong references to what a handle calls, taken under the borrow and released after
+/// the call (with the GIL held, as everywhere a Handle runs).
+struct Held {
+    callback: *mut ffi::PyObject,
+    context: *mut ffi::PyObject,
+    args: Args,
+}
+
+impl Held {
+    fn new(callback: &Py<PyAny>, args: &Args, context: &Py<PyAny>) -> Held {
+        // SAFETY: both are live objects; the matching decrefs are in Drop.
+        unsafe {
+            ffi::Py_INCREF(callback.as_ptr());
+            ffi::Py_INCREF(context.as_ptr());
+        }
+        let args = match args {
+            Args::Zero => Args::Zero,
+            // SAFETY: cloning a reference needs the GIL, which the caller holds.
+            other => unsafe { other.clone_ref(Python::assume_attached()) },
+        };
+        Held { callback: callback.as_ptr(), context: context.as_ptr(), args }
+    }
+
+    fn call(&self, py: Python<'_>) -> PyResult<()> {
+        // SAFETY: the pointers are kept alive by the references this Held owns.
+        unsafe { call_raw(py, self.callback, &self.args, self.context) }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: releases the references taken in `new`; the GIL is held.
+        unsafe {
+            ffi::Py_DECREF(self.callback);
+            ffi::Py_DECREF(self.context);
+        }
+    }
+}
+
+/// # Safety
+/// `callback` and `context` must be live objects for the duration of the call.
 #[inline]
-pub(crate) fn call_in_context(py: Python<'_>, callback: &Py<PyAny>, args: &Args, context: &Py<PyAny>) -> PyResult<()> {
+unsafe fn call_raw(py: Python<'_>, callback: *mut ffi::PyObject, args: &Args, context: *mut ffi::PyObject) -> PyResult<()> {
     // SAFETY: all pointers are live references held for the duration of the call; a
     // tuple's item array is read through CPython's public layout (non-limited API). Slot
     // 0 of `stack` is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
     unsafe {
-        if ffi::PyContext_Enter(context.as_ptr()) < 0 {
+        if ffi::PyContext_Enter(context) < 0 {
             return Err(PyErr::fetch(py));
         }
         let mut stack: [*mut ffi::PyObject; 3] = [std::ptr::null_mut(); 3];
@@ -229,14 +272,14 @@ pub(crate) fn call_in_context(py: Python<'_>, callback: &Py<PyAny>, args: &Args,
             }
         };
         let flags = if matches!(args, Args::Many(_)) { 0 } else { ffi::PY_VECTORCALL_ARGUMENTS_OFFSET };
-        let result = ffi::PyObject_Vectorcall(callback.as_ptr(), items, nargs | flags, std::ptr::null_mut());
+        let result = ffi::PyObject_Vectorcall(callback, items, nargs | flags, std::ptr::null_mut());
         let call_result = if result.is_null() {
             Err(PyErr::fetch(py))
         } else {
             ffi::Py_DECREF(result);
             Ok(())
         };
-        if ffi::PyContext_Exit(context.as_ptr()) < 0 {
+        if ffi::PyContext_Exit(context) < 0 {
             let exit_err = PyErr::fetch(py);
             return call_result.and(Err(exit_err));
         }
