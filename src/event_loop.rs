@@ -63,7 +63,8 @@ pub struct CoreLoop {
     poller: GilCell<Option<Poller>>,
     /// Borrowed by the loop thread across the (GIL-released) wait, and by nobody else.
     poll: GilCell<Option<PollCore>>,
-    waker: Waker,
+    /// Dropped (its eventfd closed) by close(), with the rest of the loop's fds.
+    waker: GilCell<Option<Waker>>,
     /// True while the loop thread is blocked in the poller: only then does
     /// `call_soon_threadsafe` need to wake it (see `call_soon_threadsafe`).
     parked: AtomicBool,
@@ -332,7 +333,9 @@ impl CoreLoop {
         let h = Py::new(py, handle)?;
         me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
         if threadsafe && me.parked.load(SeqCst) {
-            let _ = me.waker.wake();
+            if let Some(w) = me.waker.borrow(py)?.as_ref() {
+                let _ = w.wake();
+            }
         }
         Ok(h)
     }
@@ -578,7 +581,7 @@ impl CoreLoop {
             timers: GilCell::new(TimerHeap::new()),
             poller: GilCell::new(Some(poller)),
             poll: GilCell::new(Some(core)),
-            waker,
+            waker: GilCell::new(Some(waker)),
             parked: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -692,7 +695,8 @@ impl CoreLoop {
         let timers = self.timers.borrow_mut(py)?.drain();
         let sources = self.poller.borrow_mut(py)?.take().map(|mut p| p.drain());
         let core = self.poll.borrow_mut(py)?.take();
-        drop((ready, timers, sources, core));
+        let waker = self.waker.borrow_mut(py)?.take();
+        drop((ready, timers, sources, core, waker));
         Ok(())
     }
 

@@ -30,7 +30,13 @@ _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
 
 
 def _env_debug():
-    """asyncio's debug-mode default: -X dev, or PYTHONASYNCIODEBUG set."""
+    """asyncio's debug-mode default: -X dev, or PYTHONASYNCIODEBUG set (asked of asyncio
+    itself where it has the function, so patches of it reach ferroloop too)."""
+    from asyncio import coroutines
+
+    probe = getattr(coroutines, "_is_debug_mode", None)
+    if probe is not None:
+        return bool(probe())
     return sys.flags.dev_mode or (
         not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
     )
