@@ -87,6 +87,10 @@ pub struct CoreLoop {
     clock_resolution: f64,
     /// The x-ray's instrumentation; off unless a recorder is attached.
     trace: Trace,
+    /// `set_task_factory`'s factory and the attached x-ray recorder (Python objects the
+    /// native create_task must see without a dict lookup).
+    task_factory: GilCell<Option<Py<PyAny>>>,
+    xray: GilCell<Option<Py<PyAny>>>,
 }
 
 fn closed_error() -> PyErr {
@@ -381,6 +385,14 @@ impl CoreLoop {
         Ok(h)
     }
 
+    /// Whether create_task can make the Task itself: no factory, no recorder, not debug.
+    #[inline]
+    pub(crate) fn plain_tasks(&self, py: Python<'_>) -> bool {
+        !self.is_debug()
+            && self.task_factory.borrow(py).is_ok_and(|f| f.is_none())
+            && self.xray.borrow(py).is_ok_and(|x| x.is_none())
+    }
+
     #[inline]
     pub(crate) fn time_now(&self) -> f64 {
         clock::monotonic()
@@ -662,6 +674,8 @@ impl CoreLoop {
             slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
             clock_resolution: clock::resolution(),
             trace: Trace::default(),
+            task_factory: GilCell::new(None),
+            xray: GilCell::new(None),
         })
     }
 
@@ -705,6 +719,30 @@ impl CoreLoop {
     /// Stop after the current iteration (asyncio: callbacks already queued still run).
     fn stop(&self) {
         self.stopping.store(true, Relaxed);
+    }
+
+    #[getter(_task_factory)]
+    fn task_factory_attr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.task_factory.borrow(py)?.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    #[setter(_task_factory)]
+    fn set_task_factory_attr(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
+        let old = std::mem::replace(&mut *self.task_factory.borrow_mut(py)?, value);
+        drop(old);
+        Ok(())
+    }
+
+    #[getter(_xray)]
+    fn xray_attr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.xray.borrow(py)?.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    #[setter(_xray)]
+    fn set_xray_attr(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
+        let old = std::mem::replace(&mut *self.xray.borrow_mut(py)?, value);
+        drop(old);
+        Ok(())
     }
 
     #[getter(_stopping)]
