@@ -1,4 +1,4 @@
-"""python -m benchmarks run|report|list — see benchmarks/README.md."""
+"""python -m benchmarks run|report|profile|deps|list — see benchmarks/README.md."""
 
 import argparse
 import json
@@ -42,14 +42,19 @@ def cmd_run(args):
     repeat = 1 if args.quick and args.repeat is None else (args.repeat or 5)
     duration = args.duration or (0.3 if args.quick else 2.0)
     t0 = time.time()
-    results = runner.race(loops, benches, repeat, args.quick, duration, not args.no_pin, args.callgrind)
-    results["meta"]["command"] = "python -m benchmarks " + " ".join(sys.argv[1:])
-    results["meta"]["elapsed_s"] = round(time.time() - t0, 1)
     out = args.json or os.path.join(runner.ROOT, "benchmarks", "results",
                                     time.strftime("run-%Y%m%d-%H%M%S.json"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(results, f, indent=1)
+
+    def save(results):
+        results["meta"]["command"] = "python -m benchmarks " + " ".join(sys.argv[1:])
+        results["meta"]["elapsed_s"] = round(time.time() - t0, 1)
+        with open(out, "w") as f:
+            json.dump(results, f, indent=1)
+
+    results = runner.race(loops, benches, repeat, args.quick, duration, not args.no_pin, args.callgrind,
+                          checkpoint=save)
+    save(results)
     print()
     print(report.console(results))
     print(f"\nraw results: {out}  ({results['meta']['elapsed_s']} s)")
@@ -104,6 +109,13 @@ def main(argv=None):
     rp.add_argument("--chart")
     rp.add_argument("--markdown")
     rp.set_defaults(func=cmd_report)
+    pf = sub.add_parser("profile", help="callgrind: instructions per op by function, one micro-benchmark")
+    pf.add_argument("bench")
+    pf.add_argument("--loop", default="ferroloop:new_event_loop")
+    pf.add_argument("--sizes", nargs=2, type=int, metavar=("N1", "N2"))
+    pf.add_argument("--inclusive", action="store_true")
+    pf.add_argument("--top", type=int, default=30)
+    pf.set_defaults(func=lambda a: __import__("benchmarks.profile", fromlist=["main"]).main(a))
     dp = sub.add_parser("deps", help="print the 'bench' extra's requirements (for pip install)")
     dp.set_defaults(func=cmd_deps)
     ls = sub.add_parser("list", help="list the benchmarks")
