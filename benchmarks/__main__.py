@@ -22,7 +22,7 @@ def write_outputs(results, args):
         chart_ref = None
         if args.chart:
             chart_ref = os.path.relpath(os.path.abspath(args.chart), os.path.dirname(os.path.abspath(args.markdown)))
-        body = report.markdown(results, chart_ref, intro="### Results of the last full run")
+        body = report.markdown(results, chart_ref, intro="## Results of the last full run")
         block = f"{BEGIN}\n{body}\n{END}"
         old = open(args.markdown).read() if os.path.exists(args.markdown) else ""
         if BEGIN in old and END in old:

@@ -65,7 +65,7 @@ def summary_table(results):
                     parts.append(f"{lb} {ir:,.0f}")
             row.append(", ".join(parts) or "—")
         if "ferroloop" in labels:
-            row.append(_short(verdict(summ, meta, bench), 90))
+            row.append(_short(verdict(summ, meta, bench), 200))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -104,6 +104,9 @@ def failures_list(results):
     for (bench, lb), s in summ.items():
         for f in s["failures"]:
             out.append((lb, bench, f))
+    for c in results.get("callgrind", []):
+        if not c.get("ok"):
+            out.append((c["loop"], c["bench"], f"[callgrind] {c['error']}"))
     by_loop = {}
     for lb, bench, f in out:
         by_loop.setdefault((lb, _short(f, 200)), []).append(bench)
@@ -128,17 +131,17 @@ def meta_lines(results):
 
 def markdown(results, chart_path=None, intro=None):
     parts = [intro or "# Benchmark results", "", *meta_lines(results), ""]
-    parts += ["## Ratios to uvloop", "",
+    parts += ["### Ratios to uvloop", "",
               "Each cell: median throughput ÷ uvloop's (higher is better) · median CPU time per "
               "operation ÷ uvloop's (lower is better). The uvloop column gives its absolute "
               "figures. CPU time is the loop process's (all its threads, user + system).", "",
               summary_table(results), ""]
     if chart_path:
         parts += [f"![benchmark chart]({chart_path})", ""]
-    parts += ["## All figures", "", detail_table(results), ""]
+    parts += ["### All figures", "", detail_table(results), ""]
     fails = failures_list(results)
     if fails:
-        parts += ["## Failures", "", *fails, ""]
+        parts += ["### Failures", "", *fails, ""]
     return "\n".join(parts)
 
 

@@ -419,8 +419,12 @@ def verdict(summary, meta, bench, ours="ferroloop"):
             continue
         p = summary.get((bench, label), {})
         if "cpu_per_op" in p and p["cpu_per_op"] <= s["cpu_per_op"]:
-            problems.append(f"CPU/op above {label}")
-    b = summary.get((bench, meta.get("baseline", BASELINE)), {})
+            # Medians decide; say so when the repeats' ranges overlap (a gap within noise).
+            overlap = p.get("cpu_per_op_max", 0) >= s.get("cpu_per_op_min", float("inf"))
+            problems.append(f"CPU/op above {label}" + (" (ranges overlap)" if overlap else ""))
+    base = meta.get("baseline", BASELINE)
+    b = summary.get((bench, base), {})
     if "ops_per_sec" in b and s["ops_per_sec"] < b["ops_per_sec"]:
-        problems.append("throughput below " + meta.get("baseline", BASELINE))
+        overlap = s.get("ops_per_sec_max", 0) >= b.get("ops_per_sec_min", float("inf"))
+        problems.append(f"throughput below {base}" + (" (ranges overlap)" if overlap else ""))
     return "ahead" if not problems else "short: " + ", ".join(problems)
