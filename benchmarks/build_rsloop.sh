@@ -3,7 +3,7 @@
 #   benchmarks/build_rsloop.sh .venv/py3.11 [VERSION]
 # The sdist pins a nightly toolchain and uses the unstable allocator_api without declaring
 # it in the crate root, so: any installed nightly, plus the feature gate from RUSTFLAGS.
-# Takes ~10 minutes of compiling on 2 cores; don't benchmark meanwhile.
+# Takes a few minutes of compiling on 2 cores; do not benchmark meanwhile.
 set -euo pipefail
 venv=${1:?usage: build_rsloop.sh VENV [VERSION]}
 version=${2:-0.1.66}
