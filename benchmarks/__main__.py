@@ -52,8 +52,9 @@ def cmd_run(args):
         with open(out, "w") as f:
             json.dump(results, f, indent=1)
 
+    cg_loops = {x.strip() for x in args.callgrind_loops.split(",")} if args.callgrind_loops else None
     results = runner.race(loops, benches, repeat, args.quick, duration, not args.no_pin, args.callgrind,
-                          checkpoint=save)
+                          checkpoint=save, callgrind_loops=cg_loops, ferroloop_commit=args.ferroloop_commit)
     save(results)
     print()
     print(report.console(results))
@@ -98,6 +99,10 @@ def main(argv=None):
     r.add_argument("--duration", type=float, default=None, help="seconds per network run (default 2, 0.3 with --quick)")
     r.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate cores")
     r.add_argument("--callgrind", action="store_true", help="also count instructions per op of the micro-benchmarks")
+    r.add_argument("--callgrind-loops", metavar="LABELS",
+                   help="count instructions only for these loops (e.g. leave out one that hangs under valgrind)")
+    r.add_argument("--ferroloop-commit", metavar="TEXT",
+                   help="what to record as ferroloop's commit when it was not built from this checkout")
     r.add_argument("--json", help="where to write the raw results (default benchmarks/results/run-*.json)")
     r.add_argument("--chart", help="write a PNG chart here (needs matplotlib)")
     r.add_argument("--markdown", help="write the tables into this Markdown file (between result markers)")

@@ -290,7 +290,7 @@ def run_net(spec, bench, duration, pin, client_error):
 
 # ---------------------------------------------------------------------------- the race
 
-def machine_info():
+def machine_info(ferroloop_commit=None):
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -311,13 +311,14 @@ def machine_info():
         "kernel": platform.release(),
         "libc": " ".join(platform.libc_ver()),
         "python": sys.version.split()[0],
-        "ferroloop_commit": commit + ("-dirty" if dirty else ""),
+        "ferroloop_commit": ferroloop_commit or commit + ("-dirty" if dirty else ""),
         "wrk": (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines() or [""])[0][:40]
         if shutil.which("wrk") else None,
     }
 
 
-def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=print, checkpoint=None):
+def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=print, checkpoint=None,
+         callgrind_loops=None, ferroloop_commit=None):
     pin = Pinning(pin_enabled)
     client_error = ensure_client() if any(b in NET and NET[b]["client"] != "wrk" for b in benches) else None
     if client_error:
@@ -345,7 +346,7 @@ def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=pr
                     log(f"{bench:18} {res['loop']:10} #{rep}  FAILED [{res['stage']}] {res['error'][:120]}")
     callgrind_runs = []
     results = {
-        "meta": dict(machine_info(), loops=loops, labels=labels, benches=benches, repeat=repeat, quick=quick,
+        "meta": dict(machine_info(ferroloop_commit), loops=loops, labels=labels, benches=benches, repeat=repeat, quick=quick,
                      duration=duration, pinned=pin.enabled,
                      baseline=BASELINE if BASELINE in labels else labels[0],
                      sizes={b: (MICRO[b][2] if quick else MICRO[b][1]) for b in benches if b in MICRO},
@@ -359,6 +360,8 @@ def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=pr
     if callgrind:
         for bench in [b for b in benches if b in MICRO]:
             for spec in loops:
+                if callgrind_loops and loop_label(spec) not in callgrind_loops:
+                    continue
                 # A loop that hangs under valgrind (rsloop does) costs this much per size.
                 res = run_callgrind(spec, bench, MICRO[bench][2], timeout=300)
                 res.update(bench=bench, loop=loop_label(spec), spec=spec)
