@@ -126,7 +126,8 @@ def meta_lines(results):
         f"- {m['repeat']} repeat(s) per (benchmark, loop), each in a fresh process, loop order rotated every repeat; "
         f"network runs {m['duration']} s each; pinned: {'server/benchmark on core 0, client on core 1' if m['pinned'] else 'no'}",
         "- micro sizes: " + ", ".join(f"{b} {n:,}" for b, n in m["sizes"].items()),
-    ] + ([f"- command: `{m['command']}` ({m.get('elapsed_s', '?')} s)"] if m.get("command") else [])
+    ] + ([f"- load average (1/5/15 min) at start {m['loadavg_start']}, at end {m['loadavg_end']} "
+          f"({m['cores']} cores; the machine is shared)"] if m.get("loadavg_start") else []) + ([f"- command: `{m['command']}` ({m.get('elapsed_s', '?')} s)"] if m.get("command") else [])
 
 
 def markdown(results, chart_path=None, intro=None):

@@ -311,6 +311,8 @@ def machine_info(ferroloop_commit=None):
         "kernel": platform.release(),
         "libc": " ".join(platform.libc_ver()),
         "python": sys.version.split()[0],
+        # The machine is shared: a load average above the core count means others were busy.
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "ferroloop_commit": ferroloop_commit or commit + ("-dirty" if dirty else ""),
         "wrk": (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines() or [""])[0][:40]
         if shutil.which("wrk") else None,
@@ -320,6 +322,7 @@ def machine_info(ferroloop_commit=None):
 def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=print, checkpoint=None,
          callgrind_loops=None, ferroloop_commit=None):
     pin = Pinning(pin_enabled)
+    load_start = [round(x, 2) for x in os.getloadavg()]
     client_error = ensure_client() if any(b in NET and NET[b]["client"] != "wrk" for b in benches) else None
     if client_error:
         log(f"note: {client_error}")
@@ -346,7 +349,7 @@ def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=pr
                     log(f"{bench:18} {res['loop']:10} #{rep}  FAILED [{res['stage']}] {res['error'][:120]}")
     callgrind_runs = []
     results = {
-        "meta": dict(machine_info(ferroloop_commit), loops=loops, labels=labels, benches=benches, repeat=repeat, quick=quick,
+        "meta": dict(machine_info(ferroloop_commit), loadavg_start=load_start, loops=loops, labels=labels, benches=benches, repeat=repeat, quick=quick,
                      duration=duration, pinned=pin.enabled,
                      baseline=BASELINE if BASELINE in labels else labels[0],
                      sizes={b: (MICRO[b][2] if quick else MICRO[b][1]) for b in benches if b in MICRO},
