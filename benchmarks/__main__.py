@@ -10,7 +10,7 @@ from . import report, runner
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # Failures that mean the loop broke while running, not that a feature is missing.
-HARD_STAGES = {"crash", "timeout", "run", "serve", "client"}
+HARD_STAGES = {"crash", "timeout", "run", "serve", "client", "start"}
 
 
 def write_outputs(results, args):
