@@ -96,6 +96,13 @@ fn is_runnable(tid: u64) -> Option<bool> {
 }
 
 /// CPU time of another thread of this process, in nanoseconds (None if unavailable).
+#[cfg(not(target_os = "linux"))]
+fn cpu_of(_thread: u64) -> Option<u64> {
+    None
+}
+
+/// CPU time of another thread of this process, in nanoseconds (None if unavailable).
+#[cfg(target_os = "linux")]
 fn cpu_of(thread: u64) -> Option<u64> {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: `thread` is a pthread_t of this process recorded by that thread itself; the
