@@ -38,6 +38,19 @@ def cmd_run(ns):
     return 0
 
 
+def add_demo_arguments(p):
+    from .demo.args import add_arguments  # argparse only: the demo loads when it runs
+
+    add_arguments(p)
+
+
+def cmd_demo(ns):
+    """The tutorial's image program (download, detect edges) on ferroloop and stock asyncio."""
+    from .demo.main import run
+
+    return run(ns)
+
+
 def cmd_version(ns):
     """Print versions: ferroloop, Python."""
     from . import __version__

@@ -1,0 +1,23 @@
+"""Fixtures for the demo's tests: small images, a fast server, a fork-server process pool.
+(The demo needs the `demo` extra; without it these tests skip, see demo_helpers.)"""
+
+import pytest
+
+from demo_helpers import SMALL
+
+
+@pytest.fixture(scope="session")
+def server():
+    """Four small images, no latency to speak of, no bandwidth cap, no failures."""
+    from ferroloop.demo.server import ImageServer
+
+    with ImageServer(4, latency=0.01, bandwidth=0, size=SMALL, start_timeout=60) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def process_pool():
+    from ferroloop.demo.executors import make_executor_factory
+
+    with make_executor_factory("process") as factory:
+        yield factory
