@@ -3,13 +3,13 @@
 
 import pytest
 
-from demo_helpers import SMALL
-
 
 @pytest.fixture(scope="session")
 def server():
     """Four small images, no latency to speak of, no bandwidth cap, no failures."""
     from ferroloop.demo.server import ImageServer
+
+    from .demo_helpers import SMALL
 
     with ImageServer(4, latency=0.01, bandwidth=0, size=SMALL, start_timeout=60) as srv:
         yield srv

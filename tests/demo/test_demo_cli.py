@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-import demo_helpers  # noqa: F401  (skips without the demo extra)
+from . import demo_helpers  # noqa: F401  (skips without the demo extra)
 
 
 def run_demo(*args, timeout=120):

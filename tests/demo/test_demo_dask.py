@@ -3,7 +3,7 @@ stopped here) gives the same images as the process pool."""
 
 import pytest
 
-from demo_helpers import settings_for
+from .demo_helpers import settings_for
 from ferroloop.demo import pipeline
 from ferroloop.demo.executors import DaskFactory, make_executor_factory
 

@@ -2,7 +2,7 @@
 
 import io
 
-import demo_helpers  # noqa: F401  (skips without the demo extra)
+from . import demo_helpers  # noqa: F401  (skips without the demo extra)
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from demo_helpers import SMALL, leftovers, settings_for
+from .demo_helpers import SMALL, leftovers, settings_for
 from ferroloop.demo import images, pipeline, report
 from ferroloop.demo.server import ImageServer
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from ferroloop.demo import edges, images, pipeline, report
 
-from demo_helpers import SMALL, leftovers, settings_for
+from .demo_helpers import SMALL, leftovers, settings_for
 
 RUNS = [("sequential", "none")] + [(v, lp) for v in ("threads", "async", "limits") for lp in ("ferroloop", "asyncio")]
 
