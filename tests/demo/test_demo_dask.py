@@ -21,6 +21,22 @@ def test_dask_local_same_images(server, process_pool, tmp_path, variant, dask_lo
     assert [p.read_bytes() for p in r.processed] == [p.read_bytes() for p in reference.processed]
 
 
+@pytest.mark.timeout(120)
+def test_dask_address_same_images(server, process_pool, tmp_path, dask_local):
+    """--executor dask://HOST:PORT: a client of its own, to a cluster it did not start
+    (here the local one's scheduler, as another machine's would be)."""
+    address = dask_local.cluster.scheduler_address
+    assert address.startswith("tcp://127.0.0.1:")
+    remote = make_executor_factory("dask://" + address[len("tcp://"):])
+    with remote:
+        assert remote.cluster is None and remote.label == f"Dask cluster at {address}"
+        r = pipeline.run_variant("limits", "ferroloop", settings_for(server, tmp_path / "remote"), remote)
+    reference = pipeline.run_variant("limits", "asyncio", settings_for(server, tmp_path / "pool"), process_pool)
+    assert r.failures == []
+    assert [p.read_bytes() for p in r.processed] == [p.read_bytes() for p in reference.processed]
+    assert len(r.processed) == server.count
+
+
 @pytest.fixture(scope="module")
 def dask_local():
     factory = make_executor_factory("dask-local")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 from pathlib import Path
 
 from PIL import Image
@@ -144,8 +145,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def temp_path_for(path: Path) -> Path:
+    """A hidden, unique name beside `path` (same folder, so the rename is atomic)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.{id(path):x}.part")
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
 
 
 def _unlink_quietly(path) -> None:

@@ -44,6 +44,15 @@ def _plan(ns) -> list[tuple[str, str]]:
 
 
 def run(ns) -> int:
+    try:
+        return _run(ns)
+    except KeyboardInterrupt:
+        # The runs clean up on the way out (temp files, pools, the server, a local cluster).
+        print("\ninterrupted: no half-written files are left behind", file=sys.stderr)
+        return 130
+
+
+def _run(ns) -> int:
     missing = missing_dependencies(ns.executor)
     if missing:
         print(f"The demo needs {', '.join(missing)}: pip install 'ferroloop[demo]'", file=sys.stderr)

@@ -112,8 +112,11 @@ def make_app(images: dict[int, bytes], *, latency: float, bandwidth: float, fail
                 await asyncio.sleep(3600)
             request.transport.close()
             return response
-        await send_body(request, response, body)
-        await response.write_eof()
+        try:
+            await send_body(request, response, body)
+            await response.write_eof()
+        except ConnectionError:
+            pass                       # the client went away mid-body: its business, not an error
         return response
 
     async def index(request):
