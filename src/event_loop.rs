@@ -24,9 +24,10 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handles::{helpers, run_handle, Handle, TimerHandle};
+use crate::handles::{helpers, run_handle, Args, Handle, TimerHandle};
 use crate::poller::{self, Direction, FdError, PollCore, Poller, Source};
 use crate::timers::TimerHeap;
+use crate::trace::{self, Trace};
 use crate::transports::{datagram::DatagramTransport, stream::StreamTransport, Readiness};
 
 /// Size of the scratch buffer socket reads land in (asyncio's `max_size`).
@@ -73,6 +74,8 @@ pub struct CoreLoop {
     thread_id: AtomicU64,
     slow_callback_duration: AtomicU64,
     clock_resolution: f64,
+    /// The x-ray's instrumentation; off unless a recorder is attached.
+    trace: Trace,
 }
 
 fn closed_error() -> PyErr {
@@ -168,7 +171,7 @@ impl CoreLoop {
         &self,
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Handle> {
         let py = slf.py();
@@ -180,7 +183,7 @@ impl CoreLoop {
         Handle::create(
             py,
             callback.unbind(),
-            args.unbind(),
+            args,
             slf.clone().into_any().unbind(),
             context.map(Bound::unbind),
             tb,
@@ -214,7 +217,11 @@ impl CoreLoop {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
-        let h = Handle::create(py, callback.unbind(), args.unbind(), slf.clone().into_any().unbind(), context, None)?;
+        let h = Handle::create(py, callback.unbind(), Args::from_tuple(args), slf.clone().into_any().unbind(), context, None)?
+            .oneshot();
+        if me.trace.is_on() {
+            me.trace.tag(&h.tag, trace::ORIGIN_SOON);
+        }
         me.push_ready(py, Ready::Handle(Py::new(py, h)?))
     }
 
@@ -253,19 +260,21 @@ impl CoreLoop {
         Ok(())
     }
 
-    fn schedule_timer(
-        &self,
+    /// `call_at`/`call_later`: a TimerHandle in the heap.
+    pub(crate) fn schedule_timer(
         slf: &Bound<'_, Self>,
         when: f64,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
-        self.check_closed()?;
-        self.check_callback(slf, &callback, "call_at")?;
-        let base = self.make_handle(slf, callback, args, context)?;
-        let counter = self.timers.borrow(py)?.cancel_counter();
+        let me = slf.get();
+        me.check_closed()?;
+        me.check_callback(slf, &callback, "call_at")?;
+        let base = me.make_handle(slf, callback, args, context)?.oneshot();
+        let armed = me.trace.is_on().then(|| me.trace.tag(&base.tag, trace::ORIGIN_TIMER));
+        let counter = me.timers.borrow(py)?.cancel_counter();
         let timer = Py::new(
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle {
@@ -274,17 +283,81 @@ impl CoreLoop {
                 cancelled_in_heap: counter,
             }),
         )?;
-        self.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
+        me.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
+        if let Some(seq) = armed {
+            me.trace_event(py, "_timer_armed", (seq, when, timer.clone_ref(py)))?;
+        }
         Ok(timer)
+    }
+
+    /// Reports to the recorder; its failures are printed, never raised into the program.
+    fn trace_event<A: for<'py> pyo3::call::PyCallArgs<'py>>(&self, py: Python<'_>, method: &str, args: A) -> PyResult<()> {
+        if let Some(rec) = self.trace.recorder(py) {
+            if let Err(e) = rec.bind(py).call_method1(method, args) {
+                if crate::transports::is_fatal_to_loop(py, &e) {
+                    return Err(e);
+                }
+                e.print(py);
+            }
+        }
+        Ok(())
+    }
+
+    /// `call_soon` and `call_soon_threadsafe`. From another thread the GIL serialises the
+    /// append; the wake-up syscall is only made when the loop thread is parked in the
+    /// poller (it sets `parked` before releasing the GIL and clears it after re-taking it,
+    /// so an append made while it is parked always sees the flag).
+    pub(crate) fn schedule_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+        threadsafe: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let me = slf.get();
+        me.check_closed()?;
+        if threadsafe {
+            if !callback.is_callable() || me.is_debug() {
+                helpers(py)?.call_method1(intern!(py, "check_callback"), (&callback, "call_soon_threadsafe"))?;
+            }
+        } else {
+            me.check_callback(slf, &callback, "call_soon")?;
+        }
+        let handle = me.make_handle(slf, callback, args, context)?.oneshot();
+        if me.trace.is_on() {
+            let other_thread = threadsafe && me.thread_id.load(Relaxed) != current_thread_ident();
+            me.trace.tag(&handle.tag, if other_thread { trace::ORIGIN_THREAD } else { trace::ORIGIN_SOON });
+        }
+        let h = Py::new(py, handle)?;
+        me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
+        if threadsafe && me.parked.load(SeqCst) {
+            let _ = me.waker.wake();
+        }
+        Ok(h)
+    }
+
+    #[inline]
+    pub(crate) fn time_now(&self) -> f64 {
+        clock::monotonic()
     }
 
     /// One loop iteration (see the module comment).
     fn run_once(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
 
-        let mut dropped = Vec::new();
-        self.timers.borrow_mut(py)?.prune(py, &mut dropped);
-        drop(dropped);
+        let has_timers = {
+            let mut timers = self.timers.borrow_mut(py)?;
+            if timers.len() > 0 {
+                let mut dropped = Vec::new();
+                timers.prune(py, &mut dropped);
+                drop(timers);
+                drop(dropped);
+                true
+            } else {
+                false
+            }
+        };
 
         let timeout = if !self.ready.borrow(py)?.is_empty() || self.stopping.load(Relaxed) {
             Some(Duration::ZERO)
@@ -300,19 +373,22 @@ impl CoreLoop {
 
         self.poll_io(py, timeout)?;
 
-        let end_time = clock::monotonic() + self.clock_resolution;
-        {
+        // No timers, no clock read: a callback-only iteration makes no syscall at all.
+        if has_timers {
+            let end_time = clock::monotonic() + self.clock_resolution;
             let mut timers = self.timers.borrow_mut(py)?;
-            if timers.len() > 0 {
-                let mut ready = self.ready.borrow_mut(py)?;
-                timers.pop_due(py, end_time, &mut ready);
-            }
+            let mut ready = self.ready.borrow_mut(py)?;
+            timers.pop_due(py, end_time, &mut ready);
         }
 
         let ntodo = self.ready.borrow(py)?.len();
         let debug = self.is_debug();
         for _ in 0..ntodo {
             let Some(entry) = self.ready.borrow_mut(py)?.pop_front() else { break };
+            if self.trace.is_on() {
+                self.run_entry_traced(py, entry)?;
+                continue;
+            }
             if debug {
                 let t0 = clock::monotonic();
                 let what = self.run_entry(py, entry)?;
@@ -329,6 +405,45 @@ impl CoreLoop {
         Ok(())
     }
 
+    /// `run_entry` with the x-ray on: the entry's tag, times and subject go to the recorder.
+    fn run_entry_traced(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
+        let (seq, origin, cause, subject) = match &entry {
+            Ready::Handle(h) => {
+                let handle = h.get();
+                if handle.is_cancelled() {
+                    return Ok(());
+                }
+                let tag = &handle.tag;
+                if tag.seq.load(Relaxed) == 0 {
+                    // scheduled before tracing started
+                    self.trace.tag(tag, trace::ORIGIN_SOON);
+                }
+                let callback = handle.cb.borrow(py)?.callback.as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py));
+                (tag.seq.load(Relaxed), tag.origin.load(Relaxed), tag.cause.load(Relaxed), callback)
+            }
+            Ready::Stream(t, _) => (self.trace.fresh(), trace::ORIGIN_STREAM, 0, t.clone_ref(py).into_any()),
+            Ready::Datagram(t, _) => (self.trace.fresh(), trace::ORIGIN_DATAGRAM, 0, t.clone_ref(py).into_any()),
+        };
+        let t0 = self.trace.begin(py, seq);
+        let result = self.run_entry(py, entry);
+        let (t1, cpu) = self.trace.end(py, seq, t0);
+        if let Some(on_entry) = self.trace.entry_callback(py) {
+            if let Err(e) = on_entry.bind(py).call1((seq, origin, cause, subject, t0, t1, cpu)) {
+                if crate::transports::is_fatal_to_loop(py, &e) {
+                    return Err(e);
+                }
+                e.print(py);
+            }
+        }
+        let dt = t1 - t0;
+        if self.is_debug() && dt >= f64::from_bits(self.slow_callback_duration.load(Relaxed)) {
+            if let Ok(Some(what)) = &result {
+                helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (what, dt))?;
+            }
+        }
+        result.map(drop)
+    }
+
     /// Runs one ready entry; returns what ran (for the slow-callback log), if anything did.
     #[inline]
     fn run_entry(&self, py: Python<'_>, entry: Ready) -> PyResult<Option<Py<PyAny>>> {
@@ -339,6 +454,9 @@ impl CoreLoop {
                     return Ok(None);
                 }
                 run_handle(py, hb)?;
+                if hb.get().oneshot.load(Relaxed) && !self.is_debug() {
+                    hb.get().release(py)?;
+                }
                 Ok(Some(h.into_any()))
             }
             Ready::Stream(t, bits) => {
@@ -363,9 +481,10 @@ impl CoreLoop {
             res.map_err(os_error)?;
         } else {
             // Nothing registered and nothing to wait for: skip the syscall. (The waker only
-            // matters while parked; signals interrupt a blocking wait by themselves.)
+            // matters while parked; signals interrupt a blocking wait by themselves, and
+            // otherwise reach Python code through the interpreter's own checks.)
             if self.poller.borrow(py)?.as_ref().is_none_or(Poller::is_empty) {
-                return py.check_signals();
+                return Ok(());
             }
             core.wait(timeout).map_err(os_error)?;
         }
@@ -379,7 +498,10 @@ impl CoreLoop {
         }
         drop(core_ref);
         // A signal (Ctrl-C) that interrupted the wait runs its Python handler now.
-        py.check_signals()
+        if blocking {
+            py.check_signals()?;
+        }
+        Ok(())
     }
 
     fn watch_fd(
@@ -395,7 +517,11 @@ impl CoreLoop {
         self.check_closed()?;
         let method = if dir == Direction::Read { "add_reader" } else { "add_writer" };
         self.check_callback(slf, &callback, method)?;
-        let handle = Py::new(py, self.make_handle(slf, callback, args, None)?)?;
+        let handle = self.make_handle(slf, callback, Args::from_tuple(args), None)?;
+        if self.trace.is_on() {
+            self.trace.tag(&handle.tag, trace::ORIGIN_FD);
+        }
+        let handle = Py::new(py, handle)?;
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             let poller = poller.as_mut().ok_or_else(closed_error)?;
@@ -451,80 +577,13 @@ impl CoreLoop {
             thread_id: AtomicU64::new(0),
             slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
             clock_resolution: clock::resolution(),
+            trace: Trace::default(),
         })
     }
 
     /// The loop's clock (CLOCK_MONOTONIC, as `time.monotonic()`).
     fn time(&self) -> f64 {
         clock::monotonic()
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let me = slf.get();
-        me.check_closed()?;
-        me.check_callback(slf, &callback, "call_soon")?;
-        let h = Py::new(slf.py(), me.make_handle(slf, callback, args, context)?)?;
-        me.push_ready(slf.py(), Ready::Handle(h.clone_ref(slf.py())))?;
-        Ok(h)
-    }
-
-    /// Callable from any thread. The GIL serialises the append; the wake-up syscall is only
-    /// made when the loop thread is parked in the poller. (The loop sets `parked` before it
-    /// releases the GIL and clears it after re-taking it, so an append made while it is
-    /// parked always sees the flag.)
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let me = slf.get();
-        let py = slf.py();
-        me.check_closed()?;
-        if !callback.is_callable() || me.is_debug() {
-            helpers(py)?.call_method1(intern!(py, "check_callback"), (&callback, "call_soon_threadsafe"))?;
-        }
-        let h = Py::new(py, me.make_handle(slf, callback, args, context)?)?;
-        me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
-        if me.parked.load(SeqCst) {
-            let _ = me.waker.wake();
-        }
-        Ok(h)
-    }
-
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        slf: &Bound<'_, Self>,
-        delay: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let Some(delay) = delay else {
-            return Err(PyTypeError::new_err("delay must not be None"));
-        };
-        slf.get().schedule_timer(slf, clock::monotonic() + delay, callback, args, context)
-    }
-
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        slf: &Bound<'_, Self>,
-        when: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let Some(when) = when else {
-            return Err(PyTypeError::new_err("when cannot be None"));
-        };
-        slf.get().schedule_timer(slf, when, callback, args, context)
     }
 
     /// Queue an existing handle (asyncio's `_add_callback`), e.g. a signal handler's.
@@ -619,6 +678,7 @@ impl CoreLoop {
         if self.closed.swap(true, Relaxed) {
             return Ok(());
         }
+        self.trace.stop(py)?;
         let ready = std::mem::take(&mut *self.ready.borrow_mut(py)?);
         let timers = self.timers.borrow_mut(py)?.drain();
         let sources = self.poller.borrow_mut(py)?.take().map(|mut p| p.drain());
@@ -688,6 +748,17 @@ impl CoreLoop {
 
     fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.unwatch_fd(py, fd, Direction::Write)
+    }
+
+    /// Attaches an x-ray recorder (ferroloop.xray): every entry is reported to it; with a
+    /// threshold (seconds), a watchdog samples the stack of entries that block longer.
+    #[pyo3(signature = (recorder, blocking_threshold=None))]
+    fn _xray_start(&self, py: Python<'_>, recorder: Py<PyAny>, blocking_threshold: Option<f64>) -> PyResult<()> {
+        self.trace.start(py, recorder, blocking_threshold)
+    }
+
+    fn _xray_stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.trace.stop(py)
     }
 
     /// Sizes of the loop's queues, for tests and the doctor: ready callbacks, timers in the

@@ -3,10 +3,12 @@
 
 mod clock;
 mod event_loop;
+mod fastcall;
 mod gil_cell;
 mod handles;
 mod poller;
 mod timers;
+mod trace;
 mod transports;
 
 use pyo3::prelude::*;
@@ -16,6 +18,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::CoreLoop>()?;
+    fastcall::install(&m.py().get_type::<event_loop::CoreLoop>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
