@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--size", type=_size, default=(1920, 1080), metavar="WxH", help="image size (default 1920x1080)")
     g.add_argument("--latency", type=float, default=0.3, metavar="S",
                    help="seconds the server waits before each response (default 0.3)")
-    g.add_argument("--bandwidth", type=float, default=80, metavar="KB/S",
-                   help="bytes per second per download, in thousands (default 80; 0 = unlimited)")
+    g.add_argument("--bandwidth", type=float, default=60, metavar="KB/S",
+                   help="bytes per second per download, in thousands (default 60; 0 = unlimited)")
     g.add_argument("--fail", default="", metavar="N[:MODE],...",
                    help="images the server fails: modes error (503, default), flaky (every other "
                         "request), 404, reset (connection drops mid-body), stall (client timeout)")

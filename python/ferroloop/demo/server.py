@@ -17,7 +17,7 @@ The server can be told to fail some images (`--fail 3,7:flaky`), each in one way
 It runs in its own process (`ImageServer` starts it and reads the URL it prints), on
 ferroloop by default, so the clients under test share no event loop and no GIL with it.
 
-    python -m ferroloop.demo.server --count 12 --latency 0.3 --bandwidth 80000
+    python -m ferroloop.demo.server --count 12 --latency 0.3 --bandwidth 60000
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def build_parser():
     p.add_argument("--height", type=int, default=1080)
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.add_argument("--latency", type=float, default=0.3, help="seconds before each response's headers")
-    p.add_argument("--bandwidth", type=float, default=80_000, help="bytes/s per download, 0 = unlimited")
+    p.add_argument("--bandwidth", type=float, default=60_000, help="bytes/s per download, 0 = unlimited")
     p.add_argument("--fail", default="", help="images to fail: N[:MODE],... modes: " + ", ".join(FAIL_MODES))
     p.add_argument("--loop", choices=("ferroloop", "asyncio"), default="ferroloop", help="the server's event loop")
     return p
@@ -187,11 +187,11 @@ def main(argv=None) -> int:
 class ImageServer:
     """Start the image server in a child process; `url` is its base URL.
 
-        with ImageServer(count=12, latency=0.3, bandwidth=80_000) as server:
+        with ImageServer(count=12, latency=0.3, bandwidth=60_000) as server:
             urls = server.image_urls()
     """
 
-    def __init__(self, count=12, *, latency=0.3, bandwidth=80_000, fail="", size=(1920, 1080),
+    def __init__(self, count=12, *, latency=0.3, bandwidth=60_000, fail="", size=(1920, 1080),
                  quality=95, loop="ferroloop", start_timeout=120.0):
         if isinstance(fail, dict):
             fail = format_failures(fail)
