@@ -1,10 +1,11 @@
-"""Fixtures for the demo's tests: small images, a fast server, a fork-server process pool.
+"""Fixtures for the demo's tests: small images, a fast server, a fork-server process pool,
+kept for the package's tests and stopped after them.
 (The demo needs the `demo` extra; without it these tests skip, see demo_helpers.)"""
 
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server():
     """Four small images, no latency to speak of, no bandwidth cap, no failures."""
     from ferroloop.demo.server import ImageServer
@@ -15,7 +16,7 @@ def server():
         yield srv
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def process_pool():
     from ferroloop.demo.executors import make_executor_factory
 
