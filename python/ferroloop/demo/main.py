@@ -107,11 +107,15 @@ def _run(ns) -> int:
     print("\n=== comparison " + "=" * 50)
     print(report.comparison_table(results, ns.count))
     same, n = report.compare_outputs(results)
-    print(f"\nProcessed images identical in all {len(results)} runs: {'yes' if same else 'NO'} "
-          f"({n} images compared byte for byte)")
+    if len(results) > 1:
+        print(f"\nProcessed images identical in all {len(results)} runs: {'yes' if same else 'NO'} "
+              f"({n} images compared byte for byte)")
+    else:
+        print()
     if ns.chart and results:
         path = report.chart(results, out / "times.png",
-                            f"{ns.count} images, {width}x{height}; latency {ns.latency:g} s, {bw}")
+                            f"{ns.count} images, {width}x{height}; latency {ns.latency:g} s, {bw}; "
+                            f"{ns.detector} edge detector")
         print(f"Chart: {path}")
     pair = report.headline(results)
     if pair:
