@@ -44,6 +44,10 @@ def test_demo_help_and_bad_options():
     assert p.returncode == 0 and "--executor" in p.stdout and "dask://HOST:PORT" in " ".join(p.stdout.split())
     p = run_demo("--variants", "fastest", timeout=60)
     assert p.returncode == 2 and "choose from" in p.stderr
+    for bad, said in (("--executor=ray://x", "unknown executor"), ("--fail=3:boom", "unknown failure mode"),
+                      ("--count=0", "at least 1")):
+        p = run_demo(bad, timeout=60)
+        assert p.returncode != 0 and said in p.stderr, (bad, p.stderr)
 
 
 def test_run_does_not_load_the_demo():

@@ -59,8 +59,16 @@ def _run(ns) -> int:
         return 2
     from . import pipeline, report
     from .executors import make_executor_factory
-    from .server import ImageServer
+    from .server import ImageServer, parse_failures
 
+    for name in ("count", "retries", "download_limit", "cpu_workers"):
+        if getattr(ns, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        executors = make_executor_factory(ns.executor)
+        parse_failures(ns.fail)
+    except ValueError as exc:
+        raise SystemExit(f"ferroloop demo: {exc}") from None
     progress = sys.stderr.isatty() if ns.progress is None else ns.progress
     out = prepare_out_dir(ns.out)
     runs = _plan(ns)
@@ -69,10 +77,6 @@ def _run(ns) -> int:
     print(f"ferroloop demo: the asyncio tutorial's image program ({ns.count} images, {width}x{height} JPEG)")
     print(f"  edge detector: {ns.detector}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
     print(f"  output: {out}")
-    try:
-        executors = make_executor_factory(ns.executor)
-    except ValueError as exc:
-        raise SystemExit(f"--executor: {exc}") from None
 
     t0 = time.perf_counter()
     with ImageServer(ns.count, latency=ns.latency, bandwidth=bandwidth, fail=ns.fail, size=ns.size,

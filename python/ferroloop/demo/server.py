@@ -45,7 +45,10 @@ def parse_failures(spec: str | None) -> dict[int, str]:
         mode = mode or "error"
         if mode not in FAIL_MODES:
             raise ValueError(f"unknown failure mode {mode!r} in {spec!r} (modes: {', '.join(FAIL_MODES)})")
-        failures[int(num)] = mode
+        try:
+            failures[int(num)] = mode
+        except ValueError:
+            raise ValueError(f"--fail {spec!r}: {num!r} is not an image number") from None
     return failures
 
 
