@@ -108,7 +108,7 @@ class DaskFactory(ExecutorFactory):
     @property
     def label(self):
         if self.address is None:
-            return f"Dask, local cluster ({self.n_workers} workers)"
+            return f"Dask, local cluster ({self.n_workers} worker{'s' if self.n_workers != 1 else ''})"
         return f"Dask cluster at {self.address}"
 
     def start(self):
