@@ -37,6 +37,45 @@ use crate::gil_cell::GilCell;
 use crate::poller::Source;
 
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// Reads this large switch a transport to reading straight into `bytes` objects.
+const DIRECT_READ_MIN: usize = 16 * 1024;
+/// What one direct read takes: below the C allocator's mmap and trim thresholds, so the
+/// allocation stays cheap (a 256 KiB one costs more than the copy it saves).
+const READ_CHUNK: usize = 64 * 1024;
+
+extern "C" {
+    // CPython API (bytesobject.h), not exported by pyo3-ffi.
+    fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
+}
+
+/// One read of up to READ_CHUNK bytes into a new bytes object, shrunk to what came.
+fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Result<(usize, Option<Bound<'_, PyBytes>>)>> {
+    // SAFETY: a fresh bytes object is ours alone until returned; we write at most its
+    // length into it, and resize it (or release it) before anyone else sees it.
+    unsafe {
+        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), READ_CHUNK as ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let buf = std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj) as *mut u8, READ_CHUNK);
+        match kind.read(fd, buf) {
+            Err(e) => {
+                ffi::Py_DECREF(obj);
+                Ok(Err(e))
+            }
+            Ok(0) => {
+                ffi::Py_DECREF(obj);
+                Ok(Ok((0, None)))
+            }
+            Ok(n) => {
+                if n < READ_CHUNK && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) < 0 {
+                    return Err(PyErr::fetch(py)); // obj was freed by the failed resize
+                }
+                Ok(Ok((n, Some(Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>()))))
+            }
+        }
+    }
+}
 /// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -126,6 +165,8 @@ struct State {
     /// The peer's FIN (or an error) was seen: a short read does not mean drained, the
     /// EOF is still to be read.
     hup: bool,
+    /// Size of the last read: large ones switch to direct reads (`read_direct`).
+    last_read: usize,
     empty_waiter: Option<Py<PyAny>>,
     /// A future resolved at the next writable edge (loop.sendfile waits on it after EAGAIN).
     writable_waiter: Option<Py<PyAny>>,
@@ -278,9 +319,20 @@ impl StreamTransport {
         let py = slf.py();
         let me = slf.get();
         let (fd, kind) = (me.fd, me.kind);
-        let result = me.core_loop().with_read_buffer(py, |buf| {
-            kind.read(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
-        })?;
+        // Small reads land in the loop's scratch buffer and are copied into an exact-size
+        // bytes; once a transport reads large chunks, it reads straight into a new bytes
+        // and shrinks it (no copy of the data).
+        let large = me.st.borrow(py)?.last_read >= DIRECT_READ_MIN;
+        let result = if large {
+            read_direct(py, kind, fd)?.map(|(n, b)| (n, n == READ_CHUNK, b))
+        } else {
+            me.core_loop().with_read_buffer(py, |buf| {
+                kind.read(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
+            })?
+        };
+        if let Ok((n, _, _)) = &result {
+            me.st.borrow_mut(py)?.last_read = *n;
+        }
         match result {
             Err(e) if is_would_block(&e) => me.drained(py),
             Err(e) => {
@@ -698,6 +750,7 @@ impl StreamTransport {
                     read_eof: false,
                     readable: false,
                     hup: false,
+                    last_read: 0,
                     empty_waiter: None,
                     writable_waiter: None,
                 }),
