@@ -24,7 +24,7 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handles::{helpers, run_handle, Handle, TimerHandle};
+use crate::handles::{helpers, run_handle, Args, Handle, TimerHandle};
 use crate::poller::{self, Direction, FdError, PollCore, Poller, Source};
 use crate::timers::TimerHeap;
 use crate::transports::{datagram::DatagramTransport, stream::StreamTransport, Readiness};
@@ -168,7 +168,7 @@ impl CoreLoop {
         &self,
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Handle> {
         let py = slf.py();
@@ -180,7 +180,7 @@ impl CoreLoop {
         Handle::create(
             py,
             callback.unbind(),
-            args.unbind(),
+            args,
             slf.clone().into_any().unbind(),
             context.map(Bound::unbind),
             tb,
@@ -214,7 +214,8 @@ impl CoreLoop {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
-        let h = Handle::create(py, callback.unbind(), args.unbind(), slf.clone().into_any().unbind(), context, None)?;
+        let h = Handle::create(py, callback.unbind(), Args::from_tuple(args), slf.clone().into_any().unbind(), context, None)?
+            .oneshot();
         me.push_ready(py, Ready::Handle(Py::new(py, h)?))
     }
 
@@ -253,19 +254,20 @@ impl CoreLoop {
         Ok(())
     }
 
-    fn schedule_timer(
-        &self,
+    /// `call_at`/`call_later`: a TimerHandle in the heap.
+    pub(crate) fn schedule_timer(
         slf: &Bound<'_, Self>,
         when: f64,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: Args,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
-        self.check_closed()?;
-        self.check_callback(slf, &callback, "call_at")?;
-        let base = self.make_handle(slf, callback, args, context)?;
-        let counter = self.timers.borrow(py)?.cancel_counter();
+        let me = slf.get();
+        me.check_closed()?;
+        me.check_callback(slf, &callback, "call_at")?;
+        let base = me.make_handle(slf, callback, args, context)?.oneshot();
+        let counter = me.timers.borrow(py)?.cancel_counter();
         let timer = Py::new(
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle {
@@ -274,17 +276,60 @@ impl CoreLoop {
                 cancelled_in_heap: counter,
             }),
         )?;
-        self.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
+        me.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
         Ok(timer)
+    }
+
+    /// `call_soon` and `call_soon_threadsafe`. From another thread the GIL serialises the
+    /// append; the wake-up syscall is only made when the loop thread is parked in the
+    /// poller (it sets `parked` before releasing the GIL and clears it after re-taking it,
+    /// so an append made while it is parked always sees the flag).
+    pub(crate) fn schedule_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Args,
+        context: Option<Bound<'_, PyAny>>,
+        threadsafe: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let me = slf.get();
+        me.check_closed()?;
+        if threadsafe {
+            if !callback.is_callable() || me.is_debug() {
+                helpers(py)?.call_method1(intern!(py, "check_callback"), (&callback, "call_soon_threadsafe"))?;
+            }
+        } else {
+            me.check_callback(slf, &callback, "call_soon")?;
+        }
+        let h = Py::new(py, me.make_handle(slf, callback, args, context)?.oneshot())?;
+        me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
+        if threadsafe && me.parked.load(SeqCst) {
+            let _ = me.waker.wake();
+        }
+        Ok(h)
+    }
+
+    #[inline]
+    pub(crate) fn time_now(&self) -> f64 {
+        clock::monotonic()
     }
 
     /// One loop iteration (see the module comment).
     fn run_once(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
 
-        let mut dropped = Vec::new();
-        self.timers.borrow_mut(py)?.prune(py, &mut dropped);
-        drop(dropped);
+        let has_timers = {
+            let mut timers = self.timers.borrow_mut(py)?;
+            if timers.len() > 0 {
+                let mut dropped = Vec::new();
+                timers.prune(py, &mut dropped);
+                drop(timers);
+                drop(dropped);
+                true
+            } else {
+                false
+            }
+        };
 
         let timeout = if !self.ready.borrow(py)?.is_empty() || self.stopping.load(Relaxed) {
             Some(Duration::ZERO)
@@ -300,13 +345,12 @@ impl CoreLoop {
 
         self.poll_io(py, timeout)?;
 
-        let end_time = clock::monotonic() + self.clock_resolution;
-        {
+        // No timers, no clock read: a callback-only iteration makes no syscall at all.
+        if has_timers {
+            let end_time = clock::monotonic() + self.clock_resolution;
             let mut timers = self.timers.borrow_mut(py)?;
-            if timers.len() > 0 {
-                let mut ready = self.ready.borrow_mut(py)?;
-                timers.pop_due(py, end_time, &mut ready);
-            }
+            let mut ready = self.ready.borrow_mut(py)?;
+            timers.pop_due(py, end_time, &mut ready);
         }
 
         let ntodo = self.ready.borrow(py)?.len();
@@ -339,6 +383,9 @@ impl CoreLoop {
                     return Ok(None);
                 }
                 run_handle(py, hb)?;
+                if hb.get().oneshot.load(Relaxed) && !self.is_debug() {
+                    hb.get().release(py)?;
+                }
                 Ok(Some(h.into_any()))
             }
             Ready::Stream(t, bits) => {
@@ -363,9 +410,10 @@ impl CoreLoop {
             res.map_err(os_error)?;
         } else {
             // Nothing registered and nothing to wait for: skip the syscall. (The waker only
-            // matters while parked; signals interrupt a blocking wait by themselves.)
+            // matters while parked; signals interrupt a blocking wait by themselves, and
+            // otherwise reach Python code through the interpreter's own checks.)
             if self.poller.borrow(py)?.as_ref().is_none_or(Poller::is_empty) {
-                return py.check_signals();
+                return Ok(());
             }
             core.wait(timeout).map_err(os_error)?;
         }
@@ -379,7 +427,10 @@ impl CoreLoop {
         }
         drop(core_ref);
         // A signal (Ctrl-C) that interrupted the wait runs its Python handler now.
-        py.check_signals()
+        if blocking {
+            py.check_signals()?;
+        }
+        Ok(())
     }
 
     fn watch_fd(
@@ -395,7 +446,7 @@ impl CoreLoop {
         self.check_closed()?;
         let method = if dir == Direction::Read { "add_reader" } else { "add_writer" };
         self.check_callback(slf, &callback, method)?;
-        let handle = Py::new(py, self.make_handle(slf, callback, args, None)?)?;
+        let handle = Py::new(py, self.make_handle(slf, callback, Args::from_tuple(args), None)?)?;
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             let poller = poller.as_mut().ok_or_else(closed_error)?;
@@ -457,74 +508,6 @@ impl CoreLoop {
     /// The loop's clock (CLOCK_MONOTONIC, as `time.monotonic()`).
     fn time(&self) -> f64 {
         clock::monotonic()
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let me = slf.get();
-        me.check_closed()?;
-        me.check_callback(slf, &callback, "call_soon")?;
-        let h = Py::new(slf.py(), me.make_handle(slf, callback, args, context)?)?;
-        me.push_ready(slf.py(), Ready::Handle(h.clone_ref(slf.py())))?;
-        Ok(h)
-    }
-
-    /// Callable from any thread. The GIL serialises the append; the wake-up syscall is only
-    /// made when the loop thread is parked in the poller. (The loop sets `parked` before it
-    /// releases the GIL and clears it after re-taking it, so an append made while it is
-    /// parked always sees the flag.)
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let me = slf.get();
-        let py = slf.py();
-        me.check_closed()?;
-        if !callback.is_callable() || me.is_debug() {
-            helpers(py)?.call_method1(intern!(py, "check_callback"), (&callback, "call_soon_threadsafe"))?;
-        }
-        let h = Py::new(py, me.make_handle(slf, callback, args, context)?)?;
-        me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
-        if me.parked.load(SeqCst) {
-            let _ = me.waker.wake();
-        }
-        Ok(h)
-    }
-
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        slf: &Bound<'_, Self>,
-        delay: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let Some(delay) = delay else {
-            return Err(PyTypeError::new_err("delay must not be None"));
-        };
-        slf.get().schedule_timer(slf, clock::monotonic() + delay, callback, args, context)
-    }
-
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        slf: &Bound<'_, Self>,
-        when: Option<f64>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let Some(when) = when else {
-            return Err(PyTypeError::new_err("when cannot be None"));
-        };
-        slf.get().schedule_timer(slf, when, callback, args, context)
     }
 
     /// Queue an existing handle (asyncio's `_add_callback`), e.g. a signal handler's.

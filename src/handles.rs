@@ -11,31 +11,94 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
-use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyModule, PyTuple};
-use pyo3::PyTraverseError;
 
 use crate::gil_cell::GilCell;
+
+/// A callback's positional arguments, inline up to two — a task step takes none, a
+/// future's done-callback takes the future — so scheduling them allocates no tuple.
+pub(crate) enum Args {
+    Zero,
+    One(Py<PyAny>),
+    Two(Py<PyAny>, Py<PyAny>),
+    Many(Py<PyTuple>),
+}
+
+impl Args {
+    /// From borrowed argument pointers (a vectorcall's argument array).
+    ///
+    /// # Safety
+    /// Every pointer must be a live object for the duration of the call.
+    pub(crate) unsafe fn from_ptrs(py: Python<'_>, items: &[*mut ffi::PyObject]) -> PyResult<Args> {
+        let own = |p: *mut ffi::PyObject| Bound::from_borrowed_ptr(py, p).unbind();
+        Ok(match items {
+            [] => Args::Zero,
+            [a] => Args::One(own(*a)),
+            [a, b] => Args::Two(own(*a), own(*b)),
+            many => Args::Many(PyTuple::new(py, many.iter().map(|p| Bound::from_borrowed_ptr(py, *p)))?.unbind()),
+        })
+    }
+
+    pub(crate) fn from_tuple(t: Bound<'_, PyTuple>) -> Args {
+        match t.len() {
+            0 => Args::Zero,
+            1 => Args::One(t.get_item(0).expect("len 1").unbind()),
+            2 => Args::Two(t.get_item(0).expect("len 2").unbind(), t.get_item(1).expect("len 2").unbind()),
+            _ => Args::Many(t.unbind()),
+        }
+    }
+
+    fn clone_ref(&self, py: Python<'_>) -> Args {
+        match self {
+            Args::Zero => Args::Zero,
+            Args::One(a) => Args::One(a.clone_ref(py)),
+            Args::Two(a, b) => Args::Two(a.clone_ref(py), b.clone_ref(py)),
+            Args::Many(t) => Args::Many(t.clone_ref(py)),
+        }
+    }
+
+    pub(crate) fn to_tuple(&self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
+        Ok(match self {
+            Args::Zero => PyTuple::empty(py).unbind(),
+            Args::One(a) => PyTuple::new(py, [a])?.unbind(),
+            Args::Two(a, b) => PyTuple::new(py, [a, b])?.unbind(),
+            Args::Many(t) => t.clone_ref(py),
+        })
+    }
+
+}
 
 /// The mutable part of a handle; emptied by `cancel()` so a cancelled handle keeps nothing
 /// alive (asyncio does the same, and it is what keeps cancelled timers from holding memory).
 pub(crate) struct Callback {
     pub(crate) callback: Option<Py<PyAny>>,
-    pub(crate) args: Option<Py<PyTuple>>,
+    pub(crate) args: Option<Args>,
     pub(crate) context: Option<Py<PyAny>>,
     /// In debug mode, the repr taken at cancel time (asyncio's `_repr`).
     pub(crate) repr: Option<Py<PyAny>>,
 }
 
-#[pyclass(module = "ferroloop", subclass, frozen)]
+// Freelists: one Handle per call_soon, so reusing their memory matters. TimerHandle has
+// its own, so a TimerHandle never lands in Handle's list (PyO3 requires exact types).
+//
+// Not tracked by the garbage collector (no __traverse__): with thousands of timers alive,
+// collections that walk every handle were a fifth of the loop's time. What makes that safe
+// is that a handle lets go of its callback and arguments once it has run or been cancelled
+// (`release`), as uvloop's handles do, so the usual `self._timer = loop.call_later(t,
+// self._cb)` cannot leave a cycle the collector would have to find. While pending, the
+// loop itself holds the handle.
+#[pyclass(module = "ferroloop", subclass, frozen, freelist = 1024)]
 pub struct Handle {
     pub(crate) cb: GilCell<Callback>,
     pub(crate) cancelled: AtomicBool,
     pub(crate) loop_: Py<PyAny>,
     pub(crate) source_traceback: Option<Py<PyAny>>,
+    /// Runs once (call_soon, timers): its callback is released after it ran. Fd watcher
+    /// and signal handles run again and keep theirs.
+    pub(crate) oneshot: std::sync::atomic::AtomicBool,
 }
 
 impl Handle {
@@ -43,7 +106,7 @@ impl Handle {
     pub(crate) fn create(
         py: Python<'_>,
         callback: Py<PyAny>,
-        args: Py<PyTuple>,
+        args: Args,
         loop_: Py<PyAny>,
         context: Option<Py<PyAny>>,
         source_traceback: Option<Py<PyAny>>,
@@ -62,7 +125,13 @@ impl Handle {
             cancelled: AtomicBool::new(false),
             loop_,
             source_traceback,
+            oneshot: AtomicBool::new(false),
         })
+    }
+
+    pub(crate) fn oneshot(self) -> Self {
+        self.oneshot.store(true, Relaxed);
+        self
     }
 
     #[inline]
@@ -82,6 +151,18 @@ impl Handle {
             }
         };
         call_in_context(py, &callback, &args, &context)
+    }
+
+    /// Drops the callback and its arguments after the handle ran (see the note on the
+    /// class). In debug mode they are kept, for the slow-callback log and reprs.
+    #[inline]
+    pub(crate) fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = {
+            let mut cb = self.cb.borrow_mut(py)?;
+            (cb.callback.take(), cb.args.take())
+        };
+        drop(taken);
+        Ok(())
     }
 
     fn do_cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
@@ -119,22 +200,33 @@ pub(crate) fn run_handle(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> 
 }
 
 #[inline]
-pub(crate) fn call_in_context(
-    py: Python<'_>,
-    callback: &Py<PyAny>,
-    args: &Py<PyTuple>,
-    context: &Py<PyAny>,
-) -> PyResult<()> {
-    // SAFETY: all pointers are live references held for the duration of the call; the
-    // tuple's item array is read through CPython's public layout (non-limited API).
+pub(crate) fn call_in_context(py: Python<'_>, callback: &Py<PyAny>, args: &Args, context: &Py<PyAny>) -> PyResult<()> {
+    // SAFETY: all pointers are live references held for the duration of the call; a
+    // tuple's item array is read through CPython's public layout (non-limited API). Slot
+    // 0 of `stack` is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
     unsafe {
         if ffi::PyContext_Enter(context.as_ptr()) < 0 {
             return Err(PyErr::fetch(py));
         }
-        let tuple = args.as_ptr() as *mut ffi::PyTupleObject;
-        let nargs = ffi::PyTuple_GET_SIZE(args.as_ptr());
-        let items = (*tuple).ob_item.as_ptr() as *const *mut ffi::PyObject;
-        let result = ffi::PyObject_Vectorcall(callback.as_ptr(), items, nargs as usize, std::ptr::null_mut());
+        let mut stack: [*mut ffi::PyObject; 3] = [std::ptr::null_mut(); 3];
+        let (items, nargs): (*const *mut ffi::PyObject, usize) = match args {
+            Args::Zero => (stack.as_ptr().add(1), 0),
+            Args::One(a) => {
+                stack[1] = a.as_ptr();
+                (stack.as_ptr().add(1), 1)
+            }
+            Args::Two(a, b) => {
+                stack[1] = a.as_ptr();
+                stack[2] = b.as_ptr();
+                (stack.as_ptr().add(1), 2)
+            }
+            Args::Many(t) => {
+                let tuple = t.as_ptr() as *mut ffi::PyTupleObject;
+                ((*tuple).ob_item.as_ptr() as *const *mut ffi::PyObject, ffi::PyTuple_GET_SIZE(t.as_ptr()) as usize)
+            }
+        };
+        let flags = if matches!(args, Args::Many(_)) { 0 } else { ffi::PY_VECTORCALL_ARGUMENTS_OFFSET };
+        let result = ffi::PyObject_Vectorcall(callback.as_ptr(), items, nargs | flags, std::ptr::null_mut());
         let call_result = if result.is_null() {
             Err(PyErr::fetch(py))
         } else {
@@ -177,14 +269,6 @@ fn loop_debug(py: Python<'_>, loop_: &Py<PyAny>) -> bool {
         .unwrap_or(false)
 }
 
-fn traverse_callback(cb: &Callback, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-    visit.call(&cb.callback)?;
-    visit.call(&cb.args)?;
-    visit.call(&cb.context)?;
-    visit.call(&cb.repr)?;
-    Ok(())
-}
-
 #[pymethods]
 impl Handle {
     #[new]
@@ -197,8 +281,8 @@ impl Handle {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let args = match args {
-            None => PyTuple::empty(py).unbind(),
-            Some(a) => PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.unbind(),
+            None => Args::Zero,
+            Some(a) => Args::from_tuple(PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?),
         };
         Handle::create(py, callback, args, loop_, context, None)
     }
@@ -226,7 +310,8 @@ impl Handle {
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
-        Ok(self.cb.borrow(py)?.args.as_ref().map(|c| c.clone_ref(py)))
+        let args = self.cb.borrow(py)?.args.as_ref().map(|a| a.clone_ref(py));
+        args.map(|a| a.to_tuple(py)).transpose()
     }
 
     #[getter]
@@ -261,30 +346,10 @@ impl Handle {
         }
         Ok(helpers(py)?.call_method1(pyo3::intern!(py, "handle_repr"), (slf,))?.unbind())
     }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.source_traceback)?;
-        if let Some(cb) = self.cb.try_borrow_for_gc() {
-            traverse_callback(&cb, &visit)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        // Runs inside the collector with the GIL held; a live borrow means we are mid-update
-        // and simply skip (the collector will retry on a later pass).
-        Python::attach(|py| {
-            let taken = self.cb.borrow_mut(py).ok().map(|mut cb| {
-                (cb.callback.take(), cb.args.take(), cb.context.take(), cb.repr.take())
-            });
-            drop(taken);
-        });
-    }
 }
 
 /// A `Handle` with a deadline, kept in the loop's timer heap until it is due.
-#[pyclass(module = "ferroloop", extends = Handle, frozen)]
+#[pyclass(module = "ferroloop", extends = Handle, frozen, freelist = 1024)]
 pub struct TimerHandle {
     pub(crate) when: f64,
     /// True while the timer sits in the heap (asyncio's `_scheduled`).
@@ -385,6 +450,8 @@ impl TimerHandle {
             let c = hb.cb.borrow(py)?;
             (c.callback.as_ref().map(|x| x.clone_ref(py)), c.args.as_ref().map(|x| x.clone_ref(py)))
         };
+        let aa = aa.map(|a| a.to_tuple(py)).transpose()?;
+        let ab = ab.map(|a| a.to_tuple(py)).transpose()?;
         Ok(opt_eq(py, fa, fb)? && opt_eq(py, aa.map(Py::into_any), ab.map(Py::into_any))?)
     }
 }

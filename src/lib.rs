@@ -3,6 +3,7 @@
 
 mod clock;
 mod event_loop;
+mod fastcall;
 mod gil_cell;
 mod handles;
 mod poller;
@@ -16,6 +17,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::CoreLoop>()?;
+    fastcall::install(&m.py().get_type::<event_loop::CoreLoop>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transports::stream::StreamTransport>()?;

@@ -145,7 +145,7 @@ mod tests {
         let base = Handle::create(
             py,
             py.None(),
-            PyTuple::new(py, [tag]).unwrap().unbind(),
+            crate::handles::Args::from_tuple(PyTuple::new(py, [tag]).unwrap()),
             py.None(),
             Some(py.None()),
             None,
@@ -164,7 +164,8 @@ mod tests {
 
     fn tag(py: Python<'_>, r: &Ready) -> i64 {
         let Ready::Handle(h) = r else { panic!("timers queue handles") };
-        h.get().cb.borrow(py).unwrap().args.as_ref().unwrap().bind(py).get_item(0).unwrap().extract().unwrap()
+        let args = h.get().cb.borrow(py).unwrap().args.as_ref().unwrap().to_tuple(py).unwrap();
+        args.bind(py).get_item(0).unwrap().extract().unwrap()
     }
 
     fn cancel(py: Python<'_>, heap: &TimerHeap, t: &Py<TimerHandle>) {

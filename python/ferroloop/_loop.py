@@ -19,6 +19,7 @@ from ._ferroloop import CoreLoop
 from ._net import NetworkMixin
 from ._signals import SignalsMixin
 from ._sockets import SocketsMixin
+from ._subprocess import SubprocessMixin
 
 _DEBUG_STACK_DEPTH = 10  # asyncio.constants.DEBUG_STACK_DEPTH
 _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
@@ -41,7 +42,7 @@ def _stop_loop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(NetworkMixin, SocketsMixin, SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
+class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
     """An asyncio event loop whose scheduling core is written in Rust."""
 
     def __init__(self):

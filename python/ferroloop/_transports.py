@@ -104,6 +104,80 @@ class SocketTransport(_FacadeMixin, transports.Transport):
         self._core._reset_empty_waiter()
 
 
+def _pipe_mode(pipe):
+    import os
+    import stat
+
+    mode = os.fstat(pipe.fileno()).st_mode
+    return stat.S_ISFIFO(mode), stat.S_ISSOCK(mode), stat.S_ISCHR(mode)
+
+
+class ReadPipeTransport(_FacadeMixin, transports.ReadTransport):
+    """The read end of a pipe (asyncio's _UnixReadPipeTransport)."""
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        import os
+
+        super().__init__(extra)
+        self._extra["pipe"] = pipe
+        self._loop = loop
+        self._sock = pipe
+        fifo, sock, char = _pipe_mode(pipe)
+        if not (fifo or sock or char):
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        os.set_blocking(pipe.fileno(), False)
+        core = _StreamEngine.open(loop, self, pipe, protocol, waiter, None, "read_pipe")
+        self._core = core
+        for name in ("is_closing", "pause_reading", "resume_reading", "is_reading", "close",
+                     "get_protocol", "set_protocol"):
+            setattr(self, name, getattr(core, name))
+
+    @property
+    def _fileno(self):
+        return self._core._sock_fd
+
+    @property
+    def _pipe(self):
+        return None if self._core._is_closed() else self._sock
+
+
+class WritePipeTransport(_FacadeMixin, transports.WriteTransport):
+    """The write end of a pipe (asyncio's _UnixWritePipeTransport), with flow control."""
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        import os
+        import sys
+
+        super().__init__(extra)
+        self._extra["pipe"] = pipe
+        self._loop = loop
+        self._sock = pipe
+        fifo, sock, char = _pipe_mode(pipe)
+        if not (fifo or sock or char):
+            raise ValueError("Pipe transport is only for pipes, sockets and character devices")
+        os.set_blocking(pipe.fileno(), False)
+        # Readability of a FIFO's or socket's write end means the reader went away.
+        watch_close = sock or (fifo and not sys.platform.startswith("aix"))
+        core = _StreamEngine.open(loop, self, pipe, protocol, waiter, None, "write_pipe", watch_close)
+        self._core = core
+        for name in ("write", "writelines", "is_closing", "get_write_buffer_size", "get_write_buffer_limits",
+                     "set_write_buffer_limits", "write_eof", "can_write_eof", "abort",
+                     "get_protocol", "set_protocol"):
+            setattr(self, name, getattr(core, name))
+
+    def close(self):
+        # write_eof is all a write pipe needs to close
+        self._core.write_eof()
+
+    @property
+    def _fileno(self):
+        return self._core._sock_fd
+
+    @property
+    def _pipe(self):
+        return None if self._core._is_closed() else self._sock
+
+
 class DatagramTransport(_FacadeMixin, transports.DatagramTransport):
     """A UDP or Unix datagram transport (asyncio's _SelectorDatagramTransport)."""
 
@@ -126,10 +200,12 @@ class DatagramTransport(_FacadeMixin, transports.DatagramTransport):
 
 # -- helpers the native engines call (once per error / per event, never per packet) -----
 
-def fatal_error(loop, transport, protocol, exc, message):
+def fatal_error(loop, transport, protocol, exc, message, quiet="oserror"):
     """asyncio's _fatal_error report: OSErrors (peer gone) only in debug logs, others to
-    the exception handler."""
-    if isinstance(exc, OSError):
+    the exception handler. Read pipes are quiet only about EIO (a closed pty)."""
+    import errno
+
+    if isinstance(exc, OSError) and (quiet == "oserror" or exc.errno == errno.EIO):
         if loop.get_debug():
             logger.debug("%r: %s", transport, message, exc_info=True)
         return
@@ -163,6 +239,10 @@ def set_exception_unless_done(fut, exc):
 
 def log_debug(msg, *args):
     logger.debug(msg, *args)
+
+
+def log_info(msg, *args):
+    logger.info(msg, *args)
 
 
 def log_warning(msg, *args):

@@ -79,6 +79,26 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: as recv.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+pub(crate) fn write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: as send.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        Err(last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 pub(crate) fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     // SAFETY: data is a valid readable region for the duration of the call.
     let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) };
@@ -222,16 +242,21 @@ impl WriteBuffer {
         std::mem::take(&mut self.chunks)
     }
 
-    /// One vectored send of the head of the buffer; returns bytes sent.
-    pub(crate) fn send_to(&self, py: Python<'_>, fd: RawFd) -> io::Result<usize> {
+    /// One vectored write of the head of the buffer (sendmsg for sockets, writev for
+    /// pipes); returns bytes written.
+    pub(crate) fn send_to(&self, py: Python<'_>, fd: RawFd, pipe: bool) -> io::Result<usize> {
         let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
         let cnt = self.iovecs(py, &mut iov);
         // SAFETY: the iovecs point into bytes objects owned by self.chunks, alive for the call.
         let n = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = cnt as _;
-            libc::sendmsg(fd, &msg, SEND_FLAGS)
+            if pipe {
+                libc::writev(fd, iov.as_ptr(), cnt as libc::c_int)
+            } else {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = cnt as _;
+                libc::sendmsg(fd, &msg, SEND_FLAGS)
+            }
         };
         if n < 0 {
             Err(last_os_error())

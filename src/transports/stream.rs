@@ -11,8 +11,13 @@
 //! queues another read itself (more may be waiting and no new edge will come), and
 //! `resume_reading` re-queues a read when an edge arrived while paused.
 //!
-//! The Python object the protocol sees is a facade (`ferroloop._transports.SocketTransport`,
-//! an `asyncio.Transport`); this object is its engine.
+//! The same engine drives pipes (`connect_read_pipe`/`connect_write_pipe`, subprocess
+//! stdio): `Kind` switches the syscalls (read/write instead of recv/send) and the few
+//! places where asyncio's pipe transports differ (EOF closes a read pipe; write_eof closes
+//! a write pipe; a write pipe notices its reader going away).
+//!
+//! The Python object the protocol sees is a facade (`ferroloop._transports`, an
+//! `asyncio.Transport` subclass); this object is its engine.
 
 use std::os::fd::RawFd;
 
@@ -34,6 +39,50 @@ use crate::poller::Source;
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Socket,
+    ReadPipe,
+    WritePipe,
+}
+
+impl Kind {
+    fn parse(name: &str) -> PyResult<Kind> {
+        match name {
+            "socket" => Ok(Kind::Socket),
+            "read_pipe" => Ok(Kind::ReadPipe),
+            "write_pipe" => Ok(Kind::WritePipe),
+            other => Err(PyValueError::new_err(format!("unknown transport kind {other:?}"))),
+        }
+    }
+
+    fn is_pipe(self) -> bool {
+        self != Kind::Socket
+    }
+
+    fn read_error(self) -> &'static str {
+        if self.is_pipe() { "Fatal read error on pipe transport" } else { "Fatal read error on socket transport" }
+    }
+
+    fn write_error(self) -> &'static str {
+        if self.is_pipe() { "Fatal write error on pipe transport" } else { "Fatal write error on socket transport" }
+    }
+
+    fn read(self, fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Kind::Socket => recv(fd, buf),
+            _ => super::read(fd, buf),
+        }
+    }
+
+    fn write(self, fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Kind::Socket => send(fd, data),
+            _ => super::write(fd, data),
+        }
+    }
+}
 
 /// How data reaches the protocol; bound methods looked up once per `set_protocol`.
 enum Receiver {
@@ -89,8 +138,17 @@ impl State {
 #[pyclass(module = "ferroloop._ferroloop", frozen)]
 pub struct StreamTransport {
     fd: RawFd,
+    kind: Kind,
+    /// A write pipe that is a FIFO or socket: readability means the reader went away.
+    watch_close: bool,
     loop_: Py<CoreLoop>,
     st: GilCell<State>,
+}
+
+/// The receiver, or None when the protocol has no such methods (a write pipe's
+/// BaseProtocol): then a read looks them up again and reports the AttributeError.
+fn receiver_or_none(protocol: &Bound<'_, PyAny>) -> Option<Receiver> {
+    receiver_for(protocol).ok()
 }
 
 fn receiver_for(protocol: &Bound<'_, PyAny>) -> PyResult<Receiver> {
@@ -117,17 +175,48 @@ impl StreamTransport {
         let py = slf.py();
         let ctx = slf.get().st.borrow(py)?.context.clone_ref(py);
         in_context(py, &ctx, || {
+            let me = slf.get();
+            if me.kind == Kind::WritePipe {
+                if me.watch_close && bits & (READ | HUP) != 0 {
+                    return Self::peer_closed(slf);
+                }
+                if bits & WRITE != 0 {
+                    Self::flush(slf)?;
+                }
+                return Ok(());
+            }
             if bits & HUP != 0 {
-                slf.get().st.borrow_mut(py)?.hup = true;
+                me.st.borrow_mut(py)?.hup = true;
             }
             if bits & READ != 0 {
                 Self::on_readable(slf)?;
             }
-            if bits & WRITE != 0 {
+            if bits & WRITE != 0 && me.kind == Kind::Socket {
                 Self::flush(slf)?;
             }
             Ok(())
         })
+    }
+
+    /// A write pipe's reader closed: asyncio's `_UnixWritePipeTransport._read_ready`.
+    fn peer_closed(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let buffered = {
+            let st = slf.get().st.borrow(py)?;
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            !st.buf.is_empty()
+        };
+        if slf.get().core_loop().is_debug_mode() {
+            py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
+        }
+        let exc = if buffered {
+            Some(pyo3::exceptions::PyBrokenPipeError::new_err(()).into_value(py).into_any())
+        } else {
+            None
+        };
+        Self::force_close(slf, exc)
     }
 
     fn queue_read(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -143,10 +232,18 @@ impl StreamTransport {
             if !st.can_read() {
                 return Ok(());
             }
-            match &st.receiver {
-                Some(r) => r.clone_ref(py),
-                None => return Ok(()),
+            match (&st.receiver, &st.protocol) {
+                (Some(r), _) => Ok(r.clone_ref(py)),
+                (None, Some(p)) => Err(p.clone_ref(py)),
+                (None, None) => return Ok(()),
             }
+        };
+        let receiver = match receiver {
+            Ok(r) => r,
+            Err(protocol) => match receiver_for(protocol.bind(py)) {
+                Ok(r) => r,
+                Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed."),
+            },
         };
         match receiver {
             Receiver::Data(data_received) => Self::read_data(slf, &data_received),
@@ -174,16 +271,16 @@ impl StreamTransport {
     fn read_data(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let fd = me.fd;
+        let (fd, kind) = (me.fd, me.kind);
         let result = me.core_loop().with_read_buffer(py, |buf| {
-            recv(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
+            kind.read(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
         })?;
         match result {
             Err(e) if is_would_block(&e) => me.drained(py),
             Err(e) => {
                 me.drained(py)?;
                 let exc = os_error_value(py, &e)?;
-                Self::fatal_error(slf, &exc, "Fatal read error on socket transport")
+                Self::fatal_error(slf, &exc, me.kind.read_error())
             }
             Ok((_, _, None)) => {
                 me.drained(py)?;
@@ -218,7 +315,7 @@ impl StreamTransport {
                 return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed.");
             }
             let cap = view.len();
-            recv(me.fd, view.as_mut_slice()).map(|n| (n, n == cap))
+            me.kind.read(me.fd, view.as_mut_slice()).map(|n| (n, n == cap))
         };
         drop(buf);
         match received {
@@ -226,7 +323,7 @@ impl StreamTransport {
             Err(e) => {
                 me.drained(py)?;
                 let exc = os_error_value(py, &e)?;
-                Self::fatal_error(slf, &exc, "Fatal read error on socket transport")
+                Self::fatal_error(slf, &exc, me.kind.read_error())
             }
             Ok((0, _)) => {
                 me.drained(py)?;
@@ -246,6 +343,9 @@ impl StreamTransport {
 
     fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        if slf.get().kind == Kind::ReadPipe {
+            return Self::pipe_eof(slf);
+        }
         let protocol = {
             let mut st = slf.get().st.borrow_mut(py)?;
             st.read_eof = true;
@@ -266,6 +366,30 @@ impl StreamTransport {
                 Ok(())
             }
         }
+    }
+
+    /// The writer of a read pipe closed: eof_received and connection_lost follow on the
+    /// next iteration, and the transport is closed (no half-close for pipes).
+    fn pipe_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let protocol = {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            st.read_eof = true;
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.closing = true;
+            st.conn_lost += 1;
+            st.protocol.as_ref().map(|p| p.clone_ref(py))
+        };
+        if slf.get().core_loop().is_debug_mode() {
+            py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
+        }
+        if let Some(protocol) = protocol {
+            let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
+            CoreLoop::call_soon_native(slf.get().loop_.bind(py), eof, PyTuple::empty(py), None)?;
+        }
+        Self::schedule_connection_lost(slf, None)
     }
 
     /// A protocol callback raised: SystemExit/KeyboardInterrupt leave the loop, anything
@@ -294,9 +418,12 @@ impl StreamTransport {
                 st.protocol.as_ref().map_or_else(|| py.None(), |p| p.clone_ref(py)),
             )
         };
+        // asyncio's read pipes keep quiet only about EIO (a closed pty); the rest about
+        // every OSError (a peer that went away is not a bug).
+        let quiet = if slf.get().kind == Kind::ReadPipe { "eio" } else { "oserror" };
         py_side(py)?.call_method1(
             intern!(py, "fatal_error"),
-            (slf.get().loop_.clone_ref(py), facade, protocol, exc, message),
+            (slf.get().loop_.clone_ref(py), facade, protocol, exc, message, quiet),
         )?;
         Self::force_close(slf, Some(exc.clone().unbind()))
     }
@@ -325,6 +452,12 @@ impl StreamTransport {
 
     fn do_close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        if slf.get().kind == Kind::ReadPipe {
+            if slf.get().st.borrow(py)?.closing {
+                return Ok(());
+            }
+            return Self::force_close(slf, None);
+        }
         {
             let mut st = slf.get().st.borrow_mut(py)?;
             if st.closing {
@@ -349,7 +482,7 @@ impl StreamTransport {
             if st.buf.is_empty() || st.conn_lost > 0 {
                 return Ok(());
             }
-            match st.buf.send_to(py, me.fd) {
+            match st.buf.send_to(py, me.fd, me.kind.is_pipe()) {
                 Err(e) if is_would_block(&e) => return Ok(()),
                 Err(e) => {
                     let dropped = st.buf.take();
@@ -357,7 +490,7 @@ impl StreamTransport {
                     drop(st);
                     drop(dropped);
                     let exc = os_error_value(py, &e)?;
-                    Self::fatal_error(slf, &exc, "Fatal write error on socket transport")?;
+                    Self::fatal_error(slf, &exc, me.kind.write_error())?;
                     if let Some(w) = waiter {
                         py_side(py)?.call_method1(intern!(py, "set_exception_unless_done"), (w, exc))?;
                     }
@@ -390,7 +523,7 @@ impl StreamTransport {
         }
         if closing {
             Self::call_connection_lost(slf, py.None().into_bound(py))?;
-        } else if eof {
+        } else if eof && me.kind == Kind::Socket {
             // SAFETY: shutdown on our live fd (the transport is not closed: conn_lost == 0).
             unsafe { libc::shutdown(me.fd, libc::SHUT_WR) };
         }
@@ -505,7 +638,8 @@ impl StreamTransport {
     /// Makes the engine for `facade` over `sock` and registers it with the loop; schedules
     /// connection_made, then reading, then the waiter, as asyncio does.
     #[staticmethod]
-    #[pyo3(signature = (r#loop, facade, sock, protocol, waiter=None, server=None))]
+    #[pyo3(signature = (r#loop, facade, sock, protocol, waiter=None, server=None, kind="socket", watch_close=false))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         r#loop: &Bound<'_, CoreLoop>,
         facade: &Bound<'_, PyAny>,
@@ -513,9 +647,12 @@ impl StreamTransport {
         protocol: &Bound<'_, PyAny>,
         waiter: Option<&Bound<'_, PyAny>>,
         server: Option<&Bound<'_, PyAny>>,
+        kind: &str,
+        watch_close: bool,
     ) -> PyResult<Py<StreamTransport>> {
         let py = r#loop.py();
         let core = r#loop.get();
+        let kind = Kind::parse(kind)?;
         core.check_open()?;
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         if fd < 0 {
@@ -525,10 +662,12 @@ impl StreamTransport {
             py,
             StreamTransport {
                 fd,
+                kind,
+                watch_close: kind == Kind::WritePipe && watch_close,
                 loop_: r#loop.clone().unbind(),
                 st: GilCell::new(State {
                     protocol: Some(protocol.clone().unbind()),
-                    receiver: Some(receiver_for(protocol)?),
+                    receiver: receiver_or_none(protocol),
                     facade: Some(facade.clone().unbind()),
                     sock: Some(sock.clone().unbind()),
                     server: server.map(|s| s.clone().unbind()),
@@ -580,6 +719,9 @@ impl StreamTransport {
         check_bytes_like(data, "data")?;
         let view = ByteView::new(data)?;
         let mut st = me.st.borrow_mut(py)?;
+        if me.kind == Kind::ReadPipe {
+            return Err(PyRuntimeError::new_err("write() on a read pipe transport"));
+        }
         if st.eof_written {
             return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
         }
@@ -589,25 +731,31 @@ impl StreamTransport {
         if view.len() == 0 {
             return Ok(());
         }
-        if st.conn_lost > 0 {
+        // A write pipe drops writes once closing (write_eof closes it), as asyncio does.
+        if st.conn_lost > 0 || (me.kind == Kind::WritePipe && st.closing) {
             let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
             st.conn_lost += 1;
             drop(st);
             if warn {
-                py_side(py)?.call_method1(intern!(py, "log_warning"), ("socket.send() raised exception.",))?;
+                let msg = if me.kind.is_pipe() {
+                    "pipe closed by peer or os.write(pipe, data) raised exception."
+                } else {
+                    "socket.send() raised exception."
+                };
+                py_side(py)?.call_method1(intern!(py, "log_warning"), (msg,))?;
             }
             return Ok(());
         }
         let mut offset = 0;
         if st.buf.is_empty() {
-            match send(me.fd, view.as_slice()) {
+            match me.kind.write(me.fd, view.as_slice()) {
                 Ok(n) if n == view.len() => return Ok(()),
                 Ok(n) => offset = n,
                 Err(e) if is_would_block(&e) => {}
                 Err(e) => {
                     drop(st);
                     let exc = os_error_value(py, &e)?;
-                    return Self::fatal_error(slf, &exc, "Fatal write error on socket transport");
+                    return Self::fatal_error(slf, &exc, me.kind.write_error());
                 }
             }
         }
@@ -643,7 +791,7 @@ impl StreamTransport {
         }
         let was_empty = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.conn_lost > 0 {
+            if st.conn_lost > 0 || (me.kind == Kind::WritePipe && st.closing) {
                 st.conn_lost += 1;
                 return Ok(());
             }
@@ -663,6 +811,21 @@ impl StreamTransport {
     fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
+        if me.kind == Kind::WritePipe {
+            // For a pipe, EOF is closing the write end once the buffer is flushed.
+            {
+                let mut st = me.st.borrow_mut(py)?;
+                if st.closing {
+                    return Ok(());
+                }
+                st.closing = true;
+                if !st.buf.is_empty() || st.conn_lost > 0 {
+                    return Ok(());
+                }
+                st.conn_lost += 1;
+            }
+            return Self::schedule_connection_lost(slf, None);
+        }
         let mut st = me.st.borrow_mut(py)?;
         if st.closing || st.eof_written {
             return Ok(());
@@ -763,10 +926,10 @@ impl StreamTransport {
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let receiver = receiver_for(protocol)?;
+        let receiver = receiver_or_none(protocol);
         let (old_p, old_r) = {
             let mut st = self.st.borrow_mut(protocol.py())?;
-            (st.protocol.replace(protocol.clone().unbind()), st.receiver.replace(receiver))
+            (st.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut st.receiver, receiver))
         };
         drop((old_p, old_r));
         Ok(())

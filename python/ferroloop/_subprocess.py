@@ -1,0 +1,160 @@
+"""Pipes and subprocesses.
+
+Pipes are native transports (the stream engine in pipe mode). A subprocess is asyncio's
+own `_UnixSubprocessTransport` (Popen + pipe plumbing, reused as it is) over those pipes;
+what ferroloop adds is how a child's exit is noticed: a pidfd (Linux 5.3+) watched by
+the loop like any fd — no SIGCHLD handler (a user's stays untouched), no polling, and the
+child is reaped at once, so no zombies however many children run. Where pidfds are
+missing (macOS, old kernels) a thread per child blocks in waitpid(pid) instead.
+"""
+
+import os
+import subprocess
+import threading
+from asyncio import unix_events
+from asyncio.log import logger
+
+from ._transports import ReadPipeTransport, WritePipeTransport
+
+
+def _exit_code(status):
+    return os.waitstatus_to_exitcode(status)
+
+
+class SubprocessMixin:
+    # -- pipes ---------------------------------------------------------------------------
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
+
+    async def connect_read_pipe(self, protocol_factory, pipe):
+        """Read from a pipe (or FIFO, socket, tty) through a protocol."""
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = self._make_read_pipe_transport(pipe, protocol, waiter)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        if self.get_debug():
+            logger.debug("Read pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
+        return transport, protocol
+
+    async def connect_write_pipe(self, protocol_factory, pipe):
+        """Write to a pipe (or FIFO, socket, tty) through a protocol, with flow control."""
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = self._make_write_pipe_transport(pipe, protocol, waiter)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        if self.get_debug():
+            logger.debug("Write pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
+        return transport, protocol
+
+    # -- subprocesses --------------------------------------------------------------------
+
+    async def subprocess_shell(self, protocol_factory, cmd, *, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=False, shell=True, bufsize=0,
+                               encoding=None, errors=None, text=None, **kwargs):
+        """Run `cmd` through the shell; returns (transport, protocol)."""
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")
+        if not shell:
+            raise ValueError("shell must be True")
+        self._check_subprocess_args(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(protocol, cmd, True, stdin, stdout, stderr, bufsize,
+                                                          **kwargs)
+        if self.get_debug():
+            logger.info("run shell command %r: %r", cmd, transport)
+        return transport, protocol
+
+    async def subprocess_exec(self, protocol_factory, program, *args, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=False,
+                              shell=False, bufsize=0, encoding=None, errors=None, text=None, **kwargs):
+        """Run `program` with `args`; returns (transport, protocol)."""
+        if shell:
+            raise ValueError("shell must be False")
+        self._check_subprocess_args(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(protocol, (program,) + args, False, stdin, stdout,
+                                                          stderr, bufsize, **kwargs)
+        if self.get_debug():
+            logger.info("execute program %r: %r", program, transport)
+        return transport, protocol
+
+    @staticmethod
+    def _check_subprocess_args(universal_newlines, bufsize, text, encoding, errors):
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if bufsize != 0:
+            raise ValueError("bufsize must be 0")
+        if text:
+            raise ValueError("text must be False")
+        if encoding is not None:
+            raise ValueError("encoding must be None")
+        if errors is not None:
+            raise ValueError("errors must be None")
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                         extra=None, **kwargs):
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                                      waiter=waiter, extra=extra, **kwargs)
+        self._watch_child(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    # -- child exit ------------------------------------------------------------------------
+
+    def _watch_child(self, pid, transp):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._watch_child_in_thread(pid, transp)
+            return
+        self._add_reader(pidfd, self._child_exited, pidfd, pid, transp)
+
+    def _child_exited(self, pidfd, pid, transp):
+        self._remove_reader(pidfd)
+        os.close(pidfd)
+        try:
+            _, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            # Someone else reaped it (Popen.poll() in transport.close()).
+            returncode = transp._proc.returncode if transp._proc is not None else None
+            if returncode is None:
+                logger.warning("child process pid %d exit status already read: will report returncode 255", pid)
+                returncode = 255
+        else:
+            returncode = _exit_code(status)
+        if self.get_debug():
+            logger.debug("process %s exited with returncode %s", pid, returncode)
+        transp._process_exited(returncode)
+
+    def _watch_child_in_thread(self, pid, transp):
+        def wait():
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                returncode = 255
+            else:
+                returncode = _exit_code(status)
+            if not self.is_closed():
+                self.call_soon_threadsafe(transp._process_exited, returncode)
+
+        threading.Thread(target=wait, name=f"ferroloop-waitpid-{pid}", daemon=True).start()

@@ -1,0 +1,206 @@
+//! Raw vectorcall entry points for the methods called once per callback: `call_soon`,
+//! `call_soon_threadsafe`, `call_later`, `call_at`.
+//!
+//! CPython's C Task calls `loop.call_soon(step, context=ctx)` on every step and every
+//! future calls it on completion, so these are the loop's hottest methods. Written against
+//! the C API (METH_FASTCALL | METH_KEYWORDS) they skip the generic argument machinery and
+//! keep up to two positional arguments inline in the Handle (no tuple). They are installed
+//! on `CoreLoop` at module init as ordinary method descriptors.
+//!
+//! Every entry point catches panics: a Rust panic surfaces as a Python exception.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple, PyType};
+
+use crate::event_loop::CoreLoop;
+use crate::handles::Args;
+
+/// Turns the result of an entry point into what CPython expects, panics included.
+fn guard(body: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls method implementations with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    match catch_unwind(AssertUnwindSafe(|| body(py))) {
+        Ok(Ok(obj)) => obj.into_ptr(),
+        Ok(Err(err)) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "Rust panic".into());
+            pyo3::panic::PanicException::new_err(format!("ferroloop internal error: {msg}")).restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The parsed call: `prefix` positional parameters, the callback, its args, `context=`.
+struct Call<'py> {
+    prefix: Option<Bound<'py, PyAny>>,
+    callback: Bound<'py, PyAny>,
+    args: Args,
+    context: Option<Bound<'py, PyAny>>,
+}
+
+/// Parses `(prefix?, callback, *args, context=None)`.
+///
+/// # Safety
+/// `args`/`nargsf`/`kwnames` must be a valid vectorcall argument triple.
+unsafe fn parse<'py>(
+    py: Python<'py>,
+    method: &str,
+    with_prefix: Option<&str>,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Call<'py>> {
+    let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+    let positional = if nargs == 0 { &[][..] } else { std::slice::from_raw_parts(args, nargs) };
+    let needed = 1 + with_prefix.is_some() as usize;
+    if positional.len() < needed {
+        let missing = if with_prefix.is_some() && positional.is_empty() {
+            format!("2 required positional arguments: '{}' and 'callback'", with_prefix.unwrap_or(""))
+        } else {
+            "1 required positional argument: 'callback'".to_string()
+        };
+        return Err(PyTypeError::new_err(format!("{method}() missing {missing}")));
+    }
+    let mut context = None;
+    if !kwnames.is_null() {
+        let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
+        let context_name = pyo3::intern!(py, "context");
+        for (i, name) in names.iter().enumerate() {
+            let value = Bound::from_borrowed_ptr(py, *args.add(nargs + i));
+            if name.is(context_name) || name.cast::<PyString>().is_ok_and(|n| n.to_str().ok() == Some("context")) {
+                context = (!value.is_none()).then_some(value);
+            } else {
+                return Err(PyTypeError::new_err(format!("{method}() got an unexpected keyword argument '{name}'")));
+            }
+        }
+    }
+    let (prefix, rest) = if with_prefix.is_some() {
+        (Some(Bound::from_borrowed_ptr(py, positional[0])), &positional[1..])
+    } else {
+        (None, positional)
+    };
+    Ok(Call {
+        prefix,
+        callback: Bound::from_borrowed_ptr(py, rest[0]),
+        args: Args::from_ptrs(py, &rest[1..])?,
+        context,
+    })
+}
+
+/// # Safety
+/// `slf` must be a live CoreLoop (the method descriptor checks the type before calling).
+unsafe fn core<'py>(py: Python<'py>, slf: *mut ffi::PyObject) -> Bound<'py, CoreLoop> {
+    Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<CoreLoop>()
+}
+
+unsafe extern "C" fn call_soon(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guard(|py| {
+        let call = parse(py, "call_soon", None, args, nargsf, kwnames)?;
+        let lp = core(py, slf);
+        CoreLoop::schedule_soon(&lp, call.callback, call.args, call.context, false).map(Py::into_any)
+    })
+}
+
+unsafe extern "C" fn call_soon_threadsafe(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guard(|py| {
+        let call = parse(py, "call_soon_threadsafe", None, args, nargsf, kwnames)?;
+        let lp = core(py, slf);
+        CoreLoop::schedule_soon(&lp, call.callback, call.args, call.context, true).map(Py::into_any)
+    })
+}
+
+/// A deadline argument: a real number (asyncio raises TypeError for None).
+fn seconds(value: &Bound<'_, PyAny>, none_message: &str) -> PyResult<f64> {
+    if value.is_none() {
+        return Err(PyTypeError::new_err(none_message.to_string()));
+    }
+    value.extract()
+}
+
+unsafe extern "C" fn call_later(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guard(|py| {
+        let call = parse(py, "call_later", Some("delay"), args, nargsf, kwnames)?;
+        let delay = seconds(call.prefix.as_ref().expect("parsed"), "delay must not be None")?;
+        let lp = core(py, slf);
+        let when = lp.get().time_now() + delay;
+        CoreLoop::schedule_timer(&lp, when, call.callback, call.args, call.context).map(Py::into_any)
+    })
+}
+
+unsafe extern "C" fn call_at(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guard(|py| {
+        let call = parse(py, "call_at", Some("when"), args, nargsf, kwnames)?;
+        let when = seconds(call.prefix.as_ref().expect("parsed"), "when cannot be None")?;
+        let lp = core(py, slf);
+        CoreLoop::schedule_timer(&lp, when, call.callback, call.args, call.context).map(Py::into_any)
+    })
+}
+
+type Entry = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+const METHODS: [(&std::ffi::CStr, Entry, &std::ffi::CStr); 4] = [
+    (c"call_soon", call_soon, c"call_soon(callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible (FIFO)."),
+    (c"call_soon_threadsafe", call_soon_threadsafe, c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes the loop."),
+    (c"call_later", call_later, c"call_later(delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called after delay seconds."),
+    (c"call_at", call_at, c"call_at(when, callback, *args, context=None)\n--\n\nArrange for a callback to be called at loop time `when`."),
+];
+
+/// Installs the entry points as methods of `CoreLoop`.
+pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
+    for (name, func, doc) in METHODS {
+        // Leaked on purpose: a method definition must outlive its type (the process).
+        let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: func },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        }));
+        // SAFETY: a valid type object and a 'static method definition.
+        let descr = unsafe {
+            let d = ffi::PyDescr_NewMethod(ty.as_ptr() as *mut ffi::PyTypeObject, def);
+            if d.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            Bound::from_owned_ptr(py, d)
+        };
+        ty.setattr(name.to_str().expect("ascii"), descr)?;
+    }
+    Ok(())
+}
