@@ -216,11 +216,23 @@ class Postgres:
                        "-E", "UTF8", "--locale=C"], timeout=120)
         if r.returncode != 0:
             pytest.fail(f"initdb failed:\n{r.stdout}", pytrace=False)
+        # TLS for asyncpg's ssl= path (SSLRequest, then loop.start_tls): a throw-away CA
+        import trustme
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        crt, key = os.path.join(self.dir, "server.crt"), os.path.join(self.dir, "server.key")
+        cert.cert_chain_pems[0].write_to_path(crt)
+        cert.private_key_pem.write_to_path(key)
+        os.chmod(key, 0o600)
+        if self.run_as is not None:
+            for path in (crt, key):
+                os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
         last = ""
         for _attempt in range(3):
             self.port = free_port()
             opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
+                    f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=50 "
+                    f"-c ssl=on -c ssl_cert_file={crt} -c ssl_key_file={key}")
             r = self._run([self.pg_ctl, "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "-t", "60",
                            "-o", opts, "start"], timeout=90)
             if r.returncode == 0 and wait_port(self.port, timeout=10):
@@ -243,6 +255,17 @@ class Postgres:
             self._run([self.pg_ctl, "-D", data, "-m", "fast", "-w", "-t", "30", "stop"], timeout=60)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
+
+    @property
+    def socket_dir(self):
+        """Where the server's Unix socket (.s.PGSQL.<port>) is."""
+        return self.dir
+
+    def client_ssl_context(self):
+        import ssl
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
 
     def dsn(self):
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
@@ -268,13 +291,15 @@ class Redis:
         if not self.binary:
             server_unavailable("redis", "redis-server not found (Debian package redis-server)")
         self.dir = tempfile.mkdtemp(prefix="ferroloop-compat-redis-")
+        self.unix_path = os.path.join(self.dir, "redis.sock")
         last = ""
         for _attempt in range(3):
             self.port = free_port()
             with open(os.path.join(self.dir, "log"), "w") as log:
                 self.proc = subprocess.Popen(
                     [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--daemonize", "no", "--dir", self.dir],
+                     "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
+                     "--unixsocket", self.unix_path, "--unixsocketperm", "700"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
             if wait_port(self.port, self.proc, timeout=20, probe=self._ping):
                 return self

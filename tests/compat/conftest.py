@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from compatlib import (FACTORIES, Postgres, Redis, Run, TLS, fd_target, open_fds,
+from .compatlib import (FACTORIES, Postgres, Redis, Run, TLS, fd_target, open_fds,
                        server_unavailable, skipped_servers, zombie_children)
 
 

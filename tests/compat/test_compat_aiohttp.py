@@ -4,11 +4,14 @@ download (chunked and through FileResponse / loop.sendfile), 200 concurrent requ
 import asyncio
 import hashlib
 import os
+import socket
+import ssl
 
 import aiohttp
+import pytest
 from aiohttp import web
 
-from compatlib import ferroloop_xfail
+from .compatlib import ferroloop_xfail
 
 MB = 1024 * 1024
 
@@ -63,7 +66,21 @@ def make_app(state):
         state["inflight"] -= 1
         return web.Response(text=f"ok {request.match_info['i']}")
 
+    async def sleep(request):
+        await asyncio.sleep(1)       # the client gives up after 0.3 s; cleanup waits for this
+        return web.Response(text="too late")
+
+    async def truncate(request):
+        # promises 1 MiB, sends 100 KiB, then drops the connection
+        resp = web.StreamResponse(headers={"Content-Length": str(MB)})
+        await resp.prepare(request)
+        await resp.write(b"t" * (100 * 1024))
+        request.transport.abort()
+        return resp
+
     app = web.Application(client_max_size=16 * MB)
+    app.router.add_get("/sleep", sleep)
+    app.router.add_get("/truncate", truncate)
     app.router.add_get("/hello", hello)
     app.router.add_post("/echo", echo)
     app.router.add_put("/upper", upper)
@@ -74,17 +91,19 @@ def make_app(state):
 
 
 class AiohttpServer:
-    def __init__(self, state):
+    def __init__(self, state, ssl_context=None):
         self.state = state
+        self.ssl_context = ssl_context
         self.runner = None
 
     async def __aenter__(self):
         self.runner = web.AppRunner(make_app(self.state), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, backlog=512)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, backlog=512, ssl_context=self.ssl_context)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = site._server.sockets[0].getsockname()[1]
+        scheme = "https" if self.ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         return self
 
     async def __aexit__(self, *exc):
@@ -178,5 +197,62 @@ def test_200_concurrent_requests(arun):
         assert results == [f"ok {i}" for i in range(N)]
         assert state["peak"] == N            # all 200 were in flight at the same time
         assert state["inflight"] == 0
+
+    arun(main)
+
+
+def test_https(arun, tls):
+    async def main():
+        async with AiohttpServer(new_state(), ssl_context=tls.server_context()) as srv:
+            conn = aiohttp.TCPConnector(ssl=tls.client_context())
+            async with aiohttp.ClientSession(connector=conn) as s:
+                async with s.get(f"{srv.url}/hello", params={"name": "tls"}) as r:
+                    assert await r.json() == {"hello": "tls", "method": "GET"}
+                    assert r.connection is None or r.connection.transport.get_extra_info("ssl_object")
+                body = payload(MB, b"https")
+                async with s.post(f"{srv.url}/echo", data=body) as r:
+                    assert (await r.json())["sha256"] == hashlib.sha256(body).hexdigest()
+                await download(s, srv.url + "/stream")
+                # 50 concurrent TLS connections
+                conn2 = aiohttp.TCPConnector(ssl=tls.client_context(), limit=0, force_close=True)
+                async with aiohttp.ClientSession(connector=conn2) as s2:
+                    rs = await asyncio.gather(*(s2.get(f"{srv.url}/hello", params={"name": str(i)})
+                                                for i in range(50)))
+                    assert [(await r.json())["hello"] for r in rs] == [str(i) for i in range(50)]
+                    for r in rs:
+                        r.release()
+
+    arun(main)
+
+
+def test_client_faults(arun, tls):
+    """What aiohttp users see on the loop: a timeout, a response cut short by the server,
+    a refused connection, a certificate for another host — each aiohttp's own exception
+    wrapping asyncio's, and the session still usable afterwards."""
+    async def main():
+        async with AiohttpServer(new_state()) as srv, aiohttp.ClientSession() as s:
+            with pytest.raises(asyncio.TimeoutError):
+                async with s.get(f"{srv.url}/sleep", timeout=aiohttp.ClientTimeout(total=0.3)) as r:
+                    await r.read()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async with s.get(f"{srv.url}/truncate") as r:
+                    await r.read()
+            dead = socket.socket()
+            dead.bind(("127.0.0.1", 0))
+            dead_port = dead.getsockname()[1]
+            dead.close()
+            with pytest.raises(aiohttp.ClientConnectorError) as info:
+                await s.get(f"http://127.0.0.1:{dead_port}/")
+            assert isinstance(info.value.os_error, ConnectionRefusedError)
+            async with s.get(f"{srv.url}/hello") as r:          # still fine
+                assert r.status == 200
+
+        async with AiohttpServer(new_state(), ssl_context=tls.server_context()) as srv:
+            conn = aiohttp.TCPConnector(ssl=tls.client_context())
+            async with aiohttp.ClientSession(connector=conn) as s:
+                with pytest.raises(aiohttp.ClientConnectorCertificateError) as info:
+                    await s.get(f"{srv.url}/hello", server_hostname="wrong.example.org")
+                assert isinstance(info.value.certificate_error, ssl.SSLCertVerificationError)
+                assert info.value.certificate_error.verify_code == 62      # hostname mismatch
 
     arun(main)

@@ -91,3 +91,35 @@ def test_pool_concurrency(arun, postgres):
             assert await pool.fetchval("SELECT 42") == 42
 
     arun(main)
+
+
+def test_ssl_and_unix_socket(arun, postgres):
+    """asyncpg's TLS path (SSLRequest, then loop.start_tls on the open connection) with
+    certificate verification, and a connection over the server's Unix socket."""
+    async def main():
+        conn = await asyncpg.connect(host=postgres.host, port=postgres.port, user=postgres.user,
+                                     database=postgres.database, ssl=postgres.client_ssl_context())
+        try:
+            assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+            data = bytes(range(256)) * 4096                     # 1 MiB through TLS each way
+            assert await conn.fetchval("SELECT $1::bytea", data) == data
+            assert await conn.fetchval("SELECT count(*) FROM generate_series(1, 100000)") == 100000
+        finally:
+            await conn.close()
+
+        # verification on: a client that does not trust the server's CA is refused
+        import ssl
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncpg.connect(host=postgres.host, port=postgres.port, user=postgres.user,
+                                  database=postgres.database, ssl=ssl.create_default_context())
+
+        conn = await asyncpg.connect(host=postgres.socket_dir, port=postgres.port, user=postgres.user,
+                                     database=postgres.database)
+        try:
+            assert await conn.fetchval("SELECT inet_server_addr()") is None   # a Unix socket
+            rows = await conn.fetch("SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
+            assert len(rows) == 5000 and rows[-1][0] == 5000
+        finally:
+            await conn.close()
+
+    arun(main)

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from compatlib import EXPECTED_TYPE, FACTORIES, open_fds
+from .compatlib import EXPECTED_TYPE, FACTORIES, open_fds
 
 MB = 1024 * 1024
 

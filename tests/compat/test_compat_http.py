@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from test_compat_aiohttp import DOWNLOAD, AiohttpServer, new_state, payload
+from .test_compat_aiohttp import DOWNLOAD, AiohttpServer, new_state, payload
 
 MB = 1024 * 1024
 

@@ -4,8 +4,9 @@ and test suites that keep a reference to a closed loop (a fixture, a traceback, 
 ``Runner`` kept around) must not hold fds until the garbage collector gets to them."""
 
 import asyncio
+import sys
 
-from compatlib import ferroloop_xfail, open_fds
+from .compatlib import ferroloop_xfail, open_fds
 
 
 async def echo_roundtrip():
@@ -37,3 +38,37 @@ def test_close_releases_fds_while_referenced(arun):
     after = open_fds(collect=False)
     assert after == before, f"fds still open after close(): {sorted(set(after) - set(before))}"
     assert loop.is_closed()
+
+
+@ferroloop_xfail("FINDINGS.md F3: Server.wait_closed() has 3.12.1+ semantics on 3.11 too "
+                 "(waits for open connections); `async with server:` blocks where 3.11's "
+                 "asyncio returns", condition=sys.version_info < (3, 12, 1))
+def test_server_wait_closed_with_a_connection_open(arun):
+    """asyncio's own rule for the running Python: until 3.12.0 wait_closed() returns once
+    the listening sockets are closed; from 3.12.1 it also waits for every connection."""
+    async def main():
+        accepted = []
+        made = asyncio.Event()
+
+        async def handle(reader, writer):
+            accepted.append(writer)
+            made.set()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        await made.wait()
+        server.close()
+        waiting = asyncio.create_task(server.wait_closed())
+        await asyncio.sleep(0.1)
+        try:
+            if sys.version_info >= (3, 12, 1):
+                assert not waiting.done(), "3.12.1+: wait_closed() waits for open connections"
+            else:
+                assert waiting.done(), "3.11: wait_closed() returns once the server is closed"
+        finally:
+            accepted[0].close()
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.wait_for(waiting, 5)
+
+    arun(main)

@@ -87,3 +87,19 @@ def test_pubsub(arun, redis_server):
             await r.aclose()
 
     arun(main)
+
+
+def test_unix_socket(arun, redis_server):
+    async def main():
+        r = aioredis.Redis(unix_socket_path=redis_server.unix_path)
+        try:
+            key = f"compat:{arun.name}:unix"
+            await r.set(key, b"x" * 100_000)
+            assert await r.strlen(key) == 100_000
+            info = await r.client_info()
+            assert info["laddr"].endswith("redis.sock:0") or "redis.sock" in info["laddr"], info
+            await r.delete(key)
+        finally:
+            await r.aclose()
+
+    arun(main)

@@ -14,7 +14,7 @@ import sys
 import anyio
 import pytest
 
-from compatlib import ferroloop_lacks, ferroloop_xfail, open_fds, pid_gone, zombie_children
+from .compatlib import ferroloop_lacks, ferroloop_xfail, open_fds, pid_gone, zombie_children
 
 MB = 1024 * 1024
 

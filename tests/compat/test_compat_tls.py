@@ -9,7 +9,7 @@ import ssl
 
 import pytest
 
-from compatlib import open_fds
+from .compatlib import open_fds
 
 MB = 1024 * 1024
 SIZE = 10 * MB

@@ -6,7 +6,8 @@ import hashlib
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
-from websockets.exceptions import ConnectionClosedOK
+import pytest
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 N = 1000
 
@@ -53,5 +54,31 @@ def test_echo_1000_messages(arun):
                 await ws.recv()
             except ConnectionClosedOK:
                 pass
+
+    arun(main)
+
+
+def test_wss_and_abrupt_close(arun, tls):
+    """websockets over TLS; then a server that drops the TCP connection without a closing
+    handshake: the client gets ConnectionClosedError (1006), as on asyncio."""
+    async def main():
+        async def handler(ws):
+            async for msg in ws:
+                if msg == "drop":
+                    ws.transport.abort()
+                    return
+                await ws.send(msg[::-1])
+
+        async with serve(handler, "127.0.0.1", 0, ssl=tls.server_context()) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"wss://localhost:{port}", ssl=tls.client_context()) as ws:
+                for i in range(100):
+                    await ws.send(f"tls {i}")
+                    assert await ws.recv() == f"tls {i}"[::-1]
+                await ws.send("drop")
+                with pytest.raises(ConnectionClosedError) as info:
+                    await ws.recv()
+                assert info.value.rcvd is None              # no close frame received
+            assert ws.close_code == 1006
 
     arun(main)
