@@ -27,6 +27,7 @@ use crate::gil_cell::GilCell;
 use crate::handles::{helpers, run_handle, Args, Handle, TimerHandle};
 use crate::poller::{self, Direction, FdError, PollCore, Poller, Source};
 use crate::timers::TimerHeap;
+use crate::trace::{self, Trace};
 use crate::transports::{datagram::DatagramTransport, stream::StreamTransport, Readiness};
 
 /// Size of the scratch buffer socket reads land in (asyncio's `max_size`).
@@ -73,6 +74,8 @@ pub struct CoreLoop {
     thread_id: AtomicU64,
     slow_callback_duration: AtomicU64,
     clock_resolution: f64,
+    /// The x-ray's instrumentation; off unless a recorder is attached.
+    trace: Trace,
 }
 
 fn closed_error() -> PyErr {
@@ -216,6 +219,9 @@ impl CoreLoop {
         me.check_closed()?;
         let h = Handle::create(py, callback.unbind(), Args::from_tuple(args), slf.clone().into_any().unbind(), context, None)?
             .oneshot();
+        if me.trace.is_on() {
+            me.trace.tag(&h.tag, trace::ORIGIN_SOON);
+        }
         me.push_ready(py, Ready::Handle(Py::new(py, h)?))
     }
 
@@ -267,6 +273,7 @@ impl CoreLoop {
         me.check_closed()?;
         me.check_callback(slf, &callback, "call_at")?;
         let base = me.make_handle(slf, callback, args, context)?.oneshot();
+        let armed = me.trace.is_on().then(|| me.trace.tag(&base.tag, trace::ORIGIN_TIMER));
         let counter = me.timers.borrow(py)?.cancel_counter();
         let timer = Py::new(
             py,
@@ -277,7 +284,23 @@ impl CoreLoop {
             }),
         )?;
         me.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
+        if let Some(seq) = armed {
+            me.trace_event(py, "_timer_armed", (seq, when, timer.clone_ref(py)))?;
+        }
         Ok(timer)
+    }
+
+    /// Reports to the recorder; its failures are printed, never raised into the program.
+    fn trace_event<A: for<'py> pyo3::call::PyCallArgs<'py>>(&self, py: Python<'_>, method: &str, args: A) -> PyResult<()> {
+        if let Some(rec) = self.trace.recorder(py) {
+            if let Err(e) = rec.bind(py).call_method1(method, args) {
+                if crate::transports::is_fatal_to_loop(py, &e) {
+                    return Err(e);
+                }
+                e.print(py);
+            }
+        }
+        Ok(())
     }
 
     /// `call_soon` and `call_soon_threadsafe`. From another thread the GIL serialises the
@@ -301,7 +324,12 @@ impl CoreLoop {
         } else {
             me.check_callback(slf, &callback, "call_soon")?;
         }
-        let h = Py::new(py, me.make_handle(slf, callback, args, context)?.oneshot())?;
+        let handle = me.make_handle(slf, callback, args, context)?.oneshot();
+        if me.trace.is_on() {
+            let other_thread = threadsafe && me.thread_id.load(Relaxed) != current_thread_ident();
+            me.trace.tag(&handle.tag, if other_thread { trace::ORIGIN_THREAD } else { trace::ORIGIN_SOON });
+        }
+        let h = Py::new(py, handle)?;
         me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
         if threadsafe && me.parked.load(SeqCst) {
             let _ = me.waker.wake();
@@ -357,6 +385,10 @@ impl CoreLoop {
         let debug = self.is_debug();
         for _ in 0..ntodo {
             let Some(entry) = self.ready.borrow_mut(py)?.pop_front() else { break };
+            if self.trace.is_on() {
+                self.run_entry_traced(py, entry)?;
+                continue;
+            }
             if debug {
                 let t0 = clock::monotonic();
                 let what = self.run_entry(py, entry)?;
@@ -371,6 +403,45 @@ impl CoreLoop {
             }
         }
         Ok(())
+    }
+
+    /// `run_entry` with the x-ray on: the entry's tag, times and subject go to the recorder.
+    fn run_entry_traced(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
+        let (seq, origin, cause, subject) = match &entry {
+            Ready::Handle(h) => {
+                let handle = h.get();
+                if handle.is_cancelled() {
+                    return Ok(());
+                }
+                let tag = &handle.tag;
+                if tag.seq.load(Relaxed) == 0 {
+                    // scheduled before tracing started
+                    self.trace.tag(tag, trace::ORIGIN_SOON);
+                }
+                let callback = handle.cb.borrow(py)?.callback.as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py));
+                (tag.seq.load(Relaxed), tag.origin.load(Relaxed), tag.cause.load(Relaxed), callback)
+            }
+            Ready::Stream(t, _) => (self.trace.fresh(), trace::ORIGIN_STREAM, 0, t.clone_ref(py).into_any()),
+            Ready::Datagram(t, _) => (self.trace.fresh(), trace::ORIGIN_DATAGRAM, 0, t.clone_ref(py).into_any()),
+        };
+        let t0 = self.trace.begin(py, seq);
+        let result = self.run_entry(py, entry);
+        let (t1, cpu) = self.trace.end(py, seq, t0);
+        if let Some(on_entry) = self.trace.entry_callback(py) {
+            if let Err(e) = on_entry.bind(py).call1((seq, origin, cause, subject, t0, t1, cpu)) {
+                if crate::transports::is_fatal_to_loop(py, &e) {
+                    return Err(e);
+                }
+                e.print(py);
+            }
+        }
+        let dt = t1 - t0;
+        if self.is_debug() && dt >= f64::from_bits(self.slow_callback_duration.load(Relaxed)) {
+            if let Ok(Some(what)) = &result {
+                helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (what, dt))?;
+            }
+        }
+        result.map(drop)
     }
 
     /// Runs one ready entry; returns what ran (for the slow-callback log), if anything did.
@@ -446,7 +517,11 @@ impl CoreLoop {
         self.check_closed()?;
         let method = if dir == Direction::Read { "add_reader" } else { "add_writer" };
         self.check_callback(slf, &callback, method)?;
-        let handle = Py::new(py, self.make_handle(slf, callback, Args::from_tuple(args), None)?)?;
+        let handle = self.make_handle(slf, callback, Args::from_tuple(args), None)?;
+        if self.trace.is_on() {
+            self.trace.tag(&handle.tag, trace::ORIGIN_FD);
+        }
+        let handle = Py::new(py, handle)?;
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             let poller = poller.as_mut().ok_or_else(closed_error)?;
@@ -502,6 +577,7 @@ impl CoreLoop {
             thread_id: AtomicU64::new(0),
             slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
             clock_resolution: clock::resolution(),
+            trace: Trace::default(),
         })
     }
 
@@ -602,6 +678,7 @@ impl CoreLoop {
         if self.closed.swap(true, Relaxed) {
             return Ok(());
         }
+        self.trace.stop(py)?;
         let ready = std::mem::take(&mut *self.ready.borrow_mut(py)?);
         let timers = self.timers.borrow_mut(py)?.drain();
         let sources = self.poller.borrow_mut(py)?.take().map(|mut p| p.drain());
@@ -671,6 +748,17 @@ impl CoreLoop {
 
     fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.unwatch_fd(py, fd, Direction::Write)
+    }
+
+    /// Attaches an x-ray recorder (ferroloop.xray): every entry is reported to it; with a
+    /// threshold (seconds), a watchdog samples the stack of entries that block longer.
+    #[pyo3(signature = (recorder, blocking_threshold=None))]
+    fn _xray_start(&self, py: Python<'_>, recorder: Py<PyAny>, blocking_threshold: Option<f64>) -> PyResult<()> {
+        self.trace.start(py, recorder, blocking_threshold)
+    }
+
+    fn _xray_stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.trace.stop(py)
     }
 
     /// Sizes of the loop's queues, for tests and the doctor: ready callbacks, timers in the

@@ -48,6 +48,12 @@ impl<T> GilCell<T> {
     }
 }
 
+impl<T: Default> Default for GilCell<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
 #[cold]
 fn reentrant() -> PyErr {
     PyRuntimeError::new_err("ferroloop: loop state was re-entered while it was being updated")

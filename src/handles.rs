@@ -99,6 +99,8 @@ pub struct Handle {
     /// Runs once (call_soon, timers): its callback is released after it ran. Fd watcher
     /// and signal handles run again and keep theirs.
     pub(crate) oneshot: std::sync::atomic::AtomicBool,
+    /// Filled only while the x-ray traces (trace.rs).
+    pub(crate) tag: crate::trace::Tag,
 }
 
 impl Handle {
@@ -126,6 +128,7 @@ impl Handle {
             loop_,
             source_traceback,
             oneshot: AtomicBool::new(false),
+            tag: Default::default(),
         })
     }
 

@@ -8,6 +8,7 @@ mod gil_cell;
 mod handles;
 mod poller;
 mod timers;
+mod trace;
 mod transports;
 
 use pyo3::prelude::*;

@@ -1,7 +1,8 @@
 """`python -m ferroloop COMMAND ...` — one subcommand per module-level `cmd_*` function.
 
-Subcommands: run (any asyncio script on ferroloop). Later ones (doctor, trace, demo) add a
-`cmd_<name>` function and an `add_<name>_arguments` here; nothing else changes.
+Subcommands: run (any asyncio script on ferroloop), doctor (the same, then a report of the
+pitfalls the loop saw), trace (the same, writing a timeline), version. A subcommand is a
+`cmd_<name>` function with an optional `add_<name>_arguments`; nothing else to register.
 """
 
 import argparse
@@ -36,6 +37,88 @@ def cmd_run(ns):
     sys.path.insert(0, os.path.dirname(path))
     runpy.run_path(path, run_name="__main__")
     return 0
+
+
+def _add_program_arguments(p):
+    p.add_argument("--threshold", type=float, default=0.1, metavar="SECONDS",
+                   help="a callback or task step longer than this blocks the loop (default 0.1)")
+    p.add_argument("-m", dest="module", help="run a module as a script (like python -m)")
+    p.add_argument("target", nargs="?", help="the script to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+
+
+# Flags of doctor/trace that may also follow the script (`trace script.py -o t.html`);
+# after a `--`, everything goes to the script.
+_LATE_FLAGS = {"-o": "output", "--output": "output", "--json": "json", "--html": "html", "--threshold": "threshold"}
+
+
+def _take_late_flags(ns):
+    rest, i = [], 0
+    while i < len(ns.args):
+        arg = ns.args[i]
+        if arg == "--":
+            rest.extend(ns.args[i + 1:])
+            break
+        name, _, value = arg.partition("=")
+        dest = _LATE_FLAGS.get(name)
+        if dest is not None and hasattr(ns, dest):
+            if not value:
+                if i + 1 >= len(ns.args):
+                    raise SystemExit(f"ferroloop {ns.command}: {name} needs a value")
+                value = ns.args[i + 1]
+                i += 1
+            setattr(ns, dest, float(value) if dest == "threshold" else value)
+        else:
+            rest.append(arg)
+        i += 1
+    ns.args = rest
+
+
+def _program(ns):
+    _take_late_flags(ns)
+    if ns.module:
+        return ns.module, ([ns.target] if ns.target else []) + ns.args, True
+    if not ns.target:
+        raise SystemExit(f"ferroloop {ns.command}: give a script or -m MODULE")
+    return ns.target, ns.args, False
+
+
+def add_doctor_arguments(p):
+    _add_program_arguments(p)
+    p.add_argument("--html", help="also write the timeline to this HTML file")
+    p.add_argument("--json", help="also write Chrome trace events (Perfetto) to this file")
+
+
+def cmd_doctor(ns):
+    """Run a script on ferroloop and report its asyncio pitfalls (blocking calls, abandoned tasks, ...)."""
+    from .xray.doctor import doctor
+
+    target, args, module = _program(ns)
+    report, code = doctor(target, args, module=module, blocking_threshold=ns.threshold, html=ns.html, json=ns.json)
+    return code
+
+
+def add_trace_arguments(p):
+    p.add_argument("-o", "--output", default="trace.html", help="the HTML timeline to write (default trace.html)")
+    p.add_argument("--json", help="also write Chrome trace events (Perfetto) to this file")
+    _add_program_arguments(p)
+
+
+def cmd_trace(ns):
+    """Run a script on ferroloop and write its timeline (HTML; Chrome trace JSON with --json)."""
+    import os
+
+    from .xray.doctor import run_program
+
+    target, args, module = _program(ns)
+    rec, code = run_program(target, args, module=module, blocking_threshold=ns.threshold)
+    rec.write_html(ns.output, title=f"ferroloop x-ray: {os.path.basename(target)}")
+    if ns.json:
+        rec.write_json(ns.json)
+    report = rec.report()
+    print(f"timeline of {len(report.tasks)} tasks, {report.entries} loop callbacks written to {ns.output}",
+          file=sys.stderr)
+    return code
 
 
 def cmd_version(ns):

@@ -21,6 +21,10 @@ from ._signals import SignalsMixin
 from ._sockets import SocketsMixin
 from ._subprocess import SubprocessMixin
 
+# The x-ray recorder new loops attach to (set by ferroloop.xray.record); a list so the
+# xray package can set it without this module importing it.
+ACTIVE_RECORDER = [None]
+
 _DEBUG_STACK_DEPTH = 10  # asyncio.constants.DEBUG_STACK_DEPTH
 _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
 
@@ -58,6 +62,9 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
         self._coroutine_origin_tracking_saved_depth = None
         self._init_signals()
         self.set_debug(_env_debug())
+        self._xray = None
+        if ACTIVE_RECORDER[0] is not None:
+            ACTIVE_RECORDER[0].attach(self)
 
     def __repr__(self):
         return (
@@ -143,6 +150,8 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        if self._xray is not None:
+            self._xray._loop_closing(self)
         self._close_signals()
         self._close_native()
         self._executor_shutdown_called = True
@@ -181,13 +190,15 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
             task = tasks.Task(coro, loop=self, name=name, context=context, **kwargs)
             if task._source_traceback:
                 del task._source_traceback[-1]
-            return task
-        if context is None and not kwargs:
-            task = self._task_factory(self, coro)
         else:
-            task = self._task_factory(self, coro, context=context, **kwargs)
-        if name is not None:
-            task.set_name(name)
+            if context is None and not kwargs:
+                task = self._task_factory(self, coro)
+            else:
+                task = self._task_factory(self, coro, context=context, **kwargs)
+            if name is not None:
+                task.set_name(name)
+        if self._xray is not None:
+            self._xray._task_created(task)
         return task
 
     def set_task_factory(self, factory):
@@ -252,6 +263,8 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
             if executor is None:
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
+        if self._xray is not None:
+            return self._xray._run_in_executor(self, executor, func, args)
         return futures.wrap_future(executor.submit(func, *args), loop=self)
 
     def set_default_executor(self, executor):
@@ -324,6 +337,8 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
 
     def call_exception_handler(self, context):
         """Send an error context to the handler set by set_exception_handler, else log it."""
+        if self._xray is not None:
+            self._xray._exception_context(context)
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)

@@ -1,0 +1,398 @@
+"""The recorder: collects what the loop reports (src/trace.rs) and what the Python face
+sees once per task, executor job or error. Nothing here runs unless a recorder is
+attached; then every loop entry costs one Python call into `_entry`.
+"""
+
+import asyncio
+import functools
+import os
+import sys
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from dataclasses import dataclass, field
+
+# Origins, as src/trace.rs numbers them.
+SOON, TIMER, FD, THREAD, STREAM, DATAGRAM = 1, 2, 3, 4, 5, 6
+ORIGIN_NAMES = {SOON: "callback", TIMER: "timer", FD: "IO", THREAD: "thread", STREAM: "IO", DATAGRAM: "IO"}
+
+_PKG_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+    for m in (asyncio, sys.modules[__name__.rsplit(".", 2)[0]])
+)
+_STDLIB_DIR = os.path.dirname(os.path.abspath(threading.__file__)) + os.sep
+
+
+def _user_frame(frames):
+    """The innermost frame of the program itself (not asyncio, ferroloop, the stdlib)."""
+    for fs in reversed(frames):
+        fname = os.path.abspath(fs.filename)
+        if not fname.startswith(_PKG_DIRS) and not fname.startswith(_STDLIB_DIR) and not fs.filename.startswith("<"):
+            return fs
+    return frames[-1] if frames else None
+
+
+@dataclass
+class Entry:
+    seq: int
+    origin: int
+    cause: int
+    t0: float
+    t1: float
+    cpu: float
+    task: object = None  # the Task whose step this was
+    label: str = ""
+    internal: bool = False  # the recorder's own callbacks
+
+    @property
+    def duration(self):
+        return self.t1 - self.t0
+
+
+@dataclass
+class TaskInfo:
+    task: object
+    name: str
+    coro: str
+    created_at: float
+    created_where: object  # traceback.FrameSummary or None
+    steps: list = field(default_factory=list)  # Entry
+    done_at: float = None
+    outcome: str = "pending"  # result / exception / cancelled / pending
+    exception: str = None
+    pending_at_main_exit: bool = False
+    cancelled_at_shutdown: bool = False
+    internal: bool = False  # asyncio's/ferroloop's own (shutdown_asyncgens, ...)
+
+
+@dataclass
+class Job:
+    kind: str  # thread / process / other
+    lane: str
+    name: str
+    t0: float
+    t1: float
+
+
+def _timed_call(func, args):
+    """Runs an executor job and reports where and when it ran (picklable: top level)."""
+    start = time.monotonic()
+    try:
+        return func(*args), (os.getpid(), threading.current_thread().name, start, time.monotonic())
+    except BaseException as exc:
+        exc.__ferroloop_job__ = (os.getpid(), threading.current_thread().name, start, time.monotonic())
+        raise
+
+
+class Recorder:
+    """Records what ferroloop loops do while attached.
+
+    blocking_threshold: a loop entry longer than this (seconds) is a blocking finding; the
+    watchdog samples the stack while it blocks. hooks: also watch for never-awaited
+    coroutines and for gather() failures that leave tasks running (doctor mode).
+    """
+
+    def __init__(self, *, blocking_threshold=0.1, hooks=True, max_entries=2_000_000):
+        self.blocking_threshold = blocking_threshold
+        self.hooks = hooks
+        self.max_entries = max_entries
+        self._raw = []  # what _entry received, turned into Entry objects on demand
+        self._entries = None
+        self.truncated = False
+        self.timers = {}  # seq -> (armed_at, when)
+        self.samples = {}  # seq -> [(elapsed, [FrameSummary])]
+        self.tasks = {}  # id(task) -> TaskInfo
+        self.jobs = []
+        self.unawaited = []  # (message, FrameSummary or None)
+        self.exceptions = []  # loop exception-handler contexts worth reporting
+        self.gather_failures = []  # (exception repr, where, [TaskInfo still running])
+        self.loops = []
+        self.loop_thread = None
+        self.started = time.monotonic()
+        self.stopped = None
+        self._main_tasks = {}  # id(loop) -> the first task made on it (asyncio.run's main)
+        self._saved = []
+
+    # -- attaching -----------------------------------------------------------------------
+
+    def attach(self, loop):
+        """Start recording `loop` (a ferroloop.Loop)."""
+        loop._xray = self
+        self.loop_thread = threading.get_ident()
+        loop._xray_start(self, self.blocking_threshold)
+        self.loops.append(weakref.ref(loop))
+
+    def detach(self, loop):
+        if not loop.is_closed():
+            loop._xray_stop()
+        loop._xray = None
+
+    def start_hooks(self):
+        if not self.hooks:
+            return
+        self._saved.append(("depth", sys.get_coroutine_origin_tracking_depth()))
+        sys.set_coroutine_origin_tracking_depth(max(10, sys.get_coroutine_origin_tracking_depth()))
+        self._saved.append(("showwarning", warnings.showwarning))
+        self._saved.append(("filters", warnings.filters[:]))
+        warnings.filterwarnings("always", message="coroutine .* was never awaited", category=RuntimeWarning)
+        original_show = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, RuntimeWarning) and "was never awaited" in str(message):
+                self._never_awaited(str(message), filename, lineno)
+            return original_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        original_gather = asyncio.gather
+        self._saved.append(("gather", original_gather))
+        recorder = self
+
+        @functools.wraps(original_gather)
+        def gather(*aws, return_exceptions=False):
+            outer = original_gather(*aws, return_exceptions=return_exceptions)
+            if not return_exceptions:
+                where = _user_frame(traceback.extract_stack(sys._getframe(1), limit=30))
+                children = list(getattr(outer, "_children", ()))
+                outer.add_done_callback(lambda fut: recorder._gather_done(fut, children, where))
+            return outer
+
+        asyncio.gather = gather
+        asyncio.tasks.gather = gather
+
+    def stop_hooks(self):
+        for kind, value in reversed(self._saved):
+            if kind == "depth":
+                sys.set_coroutine_origin_tracking_depth(value)
+            elif kind == "showwarning":
+                warnings.showwarning = value
+            elif kind == "filters":
+                warnings.filters[:] = value
+            elif kind == "gather":
+                asyncio.gather = value
+                asyncio.tasks.gather = value
+        self._saved.clear()
+
+    def _unretrieved(self):
+        """Tasks that failed and whose exception nobody retrieved (asyncio would log it when
+        the task is collected — we hold the tasks, so we look now)."""
+        for info in self.tasks.values():
+            task = info.task
+            if task.done() and not task.cancelled() and getattr(task, "_log_traceback", False):
+                if not any(i is info for _, _, i in self.exceptions):
+                    self.exceptions.append(("Task exception was never retrieved", getattr(task, "_exception", None), info))
+
+    def stop(self):
+        self._unretrieved()
+        for ref in self.loops:
+            loop = ref()
+            if loop is not None:
+                self.detach(loop)
+        self.stop_hooks()
+        self.stopped = time.monotonic()
+
+    # -- reports from the native loop ------------------------------------------------------
+
+    def _entry(self, seq, origin, cause, subject, t0, t1, cpu):
+        # Called once per loop callback: keep it to an append.
+        raw = self._raw
+        if len(raw) < self.max_entries:
+            raw.append((seq, origin, cause, subject, t0, t1, cpu))
+        else:
+            self.truncated = True
+
+    @property
+    def entries(self):
+        """seq -> Entry, built from the raw reports (and each task's steps with them)."""
+        if self._entries is None or len(self._entries) != len(self._raw):
+            self._entries = {}
+            for info in self.tasks.values():
+                info.steps = []
+            for raw in self._raw:
+                self._materialize(*raw)
+        return self._entries
+
+    def _materialize(self, seq, origin, cause, subject, t0, t1, cpu):
+        owner = getattr(subject, "__self__", None)
+        task = owner if isinstance(owner, asyncio.Task) else None
+        # the recorder's own callbacks (task-done bookkeeping, executor plumbing)
+        internal = owner is self or getattr(subject, "__module__", None) == __name__
+        if task is not None:
+            label = self._task_info(task).name
+        elif origin in (STREAM, DATAGRAM):
+            label = type(subject).__name__
+        else:
+            label = getattr(subject, "__qualname__", None) or type(subject).__name__
+        e = Entry(seq, origin, cause, t0, t1, cpu, task, label, internal)
+        self._entries[seq] = e
+        if task is not None:
+            self._task_info(task).steps.append(e)
+
+    def _timer_armed(self, seq, when, handle):
+        self.timers[seq] = (time.monotonic(), when)
+
+    def _sample(self, seq, elapsed):
+        """Called by the watchdog thread while entry `seq` holds the loop."""
+        if self.loop_thread is None:
+            return
+        frame = sys._current_frames().get(self.loop_thread)
+        if frame is None:
+            return
+        stack = traceback.extract_stack(frame, limit=40)
+        samples = self.samples.setdefault(seq, [])
+        if len(samples) < 20:
+            samples.append((elapsed, stack))
+        else:
+            samples[-1] = (elapsed, stack)
+
+    # -- reports from the Python face ------------------------------------------------------
+
+    def _task_info(self, task):
+        info = self.tasks.get(id(task))
+        if info is None or info.task is not task:
+            info = self._task_created(task, where=None)
+        return info
+
+    def _task_created(self, task, where="caller"):
+        if where == "caller":
+            where = _user_frame(traceback.extract_stack(sys._getframe(2), limit=30))
+        coro = task.get_coro()
+        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+        # the loop's own housekeeping (shutdown_asyncgens, shutdown_default_executor)
+        internal = code is not None and os.path.abspath(code.co_filename).startswith(_PKG_DIRS[1])
+        info = TaskInfo(task, task.get_name(), getattr(coro, "__qualname__", repr(coro)), time.monotonic(), where,
+                        internal=internal)
+        self.tasks[id(task)] = info
+        self._main_tasks.setdefault(id(task.get_loop()), info)
+        task.add_done_callback(self._task_done)
+        return info
+
+    def _task_done(self, task):
+        info = self.tasks.get(id(task))
+        if info is None:
+            return
+        info.done_at = time.monotonic()
+        info.name = task.get_name()
+        # Look, don't touch: task.exception() would mark the error as retrieved and hide
+        # the "never retrieved" finding (and asyncio's own log of it).
+        exc = None if task.cancelled() else getattr(task, "_exception", None)
+        if task.cancelled():
+            info.outcome = "cancelled"
+        elif exc is not None:
+            info.outcome = "exception"
+            info.exception = repr(exc)
+        else:
+            info.outcome = "result"
+        if self._main_tasks.get(id(task.get_loop())) is info:
+            # What the program forgot: tasks still pending when its main coroutine ended
+            # (asyncio.run cancels them next).
+            for other in self.tasks.values():
+                if other is not info and other.done_at is None and other.task.get_loop() is task.get_loop():
+                    other.pending_at_main_exit = True
+
+    def _run_in_executor(self, loop, executor, func, args):
+        import concurrent.futures
+
+        kind = ("process" if isinstance(executor, concurrent.futures.ProcessPoolExecutor)
+                else "thread" if isinstance(executor, concurrent.futures.ThreadPoolExecutor) else "other")
+        name = getattr(func, "__qualname__", None) or repr(func)
+        if isinstance(func, functools.partial):
+            inner = func.args[1] if func.func is getattr(func.func, "__self__", object()) else func.func
+            name = getattr(inner, "__qualname__", name)
+            if getattr(func.func, "__name__", "") == "run" and func.args:  # to_thread: ctx.run(f, ...)
+                name = getattr(func.args[0], "__qualname__", name)
+        inner = asyncio.wrap_future(executor.submit(_timed_call, func, args), loop=loop)
+        outer = loop.create_future()
+
+        def done(fut):
+            if fut.cancelled():
+                outer.cancel()
+                return
+            exc = fut.exception()
+            meta = getattr(exc, "__ferroloop_job__", None) if exc is not None else fut.result()[1]
+            if meta is not None:
+                pid, thread, t0, t1 = meta
+                lane = f"process {pid}" if kind == "process" or pid != os.getpid() else f"thread {thread}"
+                self.jobs.append(Job(kind, lane, name, t0, t1))
+            if outer.cancelled():
+                return
+            if exc is not None:
+                outer.set_exception(exc)
+            else:
+                outer.set_result(fut.result()[0])
+
+        def cancel_inner(fut):
+            if fut.cancelled():
+                inner.cancel()
+
+        inner.add_done_callback(done)
+        outer.add_done_callback(cancel_inner)
+        return outer
+
+    def _exception_context(self, context):
+        message = context.get("message", "")
+        if "never retrieved" in message or "destroyed but it is pending" in message:
+            task = context.get("future") or context.get("task")
+            info = self.tasks.get(id(task)) if task is not None else None
+            if info is None or not any(i is info for _, _, i in self.exceptions):
+                self.exceptions.append((message, context.get("exception"), info))
+
+    def _never_awaited(self, message, filename, lineno):
+        where = None
+        lines = message.splitlines()
+        # With origin tracking on, the message ends with where the coroutine was created.
+        for i, line in enumerate(lines):
+            stripped = line.strip()
+            if stripped.startswith("File "):
+                try:
+                    fname = stripped.split('"')[1]
+                    lno = int(stripped.split("line ")[1].split(",")[0])
+                    func = stripped.rsplit("in ", 1)[1]
+                except (IndexError, ValueError):
+                    continue
+                code = lines[i + 1].strip() if i + 1 < len(lines) else None
+                where = traceback.FrameSummary(fname, lno, func, line=code)
+        if where is not None and os.path.abspath(where.filename).startswith(_PKG_DIRS + (_STDLIB_DIR,)):
+            where = None
+        self.unawaited.append((lines[0], where or traceback.FrameSummary(filename, lineno, "?")))
+
+    def _gather_done(self, fut, children, where):
+        if fut.cancelled() or fut.exception() is None:
+            return
+        running = [self._task_info(c) for c in children if isinstance(c, asyncio.Task) and not c.done()]
+        if running:
+            self.gather_failures.append((repr(fut.exception()), where, running))
+
+    def _loop_closing(self, loop):
+        for info in self.tasks.values():
+            if info.done_at is None:
+                info.cancelled_at_shutdown = True
+        # Stop the native side; keep listening to the Python face (tasks collected later
+        # still report "exception was never retrieved" through it).
+        loop._xray_stop()
+
+    # -- results ---------------------------------------------------------------------------
+
+    def report(self):
+        from .analysis import build_report
+
+        return build_report(self)
+
+    def chrome_trace(self):
+        from .export import chrome_trace
+
+        return chrome_trace(self)
+
+    def write_json(self, path):
+        import json
+
+        with open(path, "w") as f:
+            json.dump(self.chrome_trace(), f)
+
+    def write_html(self, path, title="ferroloop x-ray"):
+        from .export import html_page
+
+        with open(path, "w") as f:
+            f.write(html_page(self.chrome_trace(), title=title))
+

@@ -1,0 +1,150 @@
+"""`python -m ferroloop doctor` on the tutorial's pitfall programs: the exact finding —
+the right task, the right line, the right class — and the fix the tutorial recommends."""
+
+import textwrap
+
+from conftest import run_cli
+
+
+def findings(output):
+    """[(kind, task, where, call), ...] from the doctor's report."""
+    out = []
+    for line in output.split("── ferroloop doctor")[1].splitlines():
+        if line.startswith("[") and "]" in line:
+            kind = line[1:line.index("]")]
+            rest = line[line.index("]") + 2:]
+            task, _, rest = rest.partition(": ") if ": " in rest.split(" at ")[0] else ("", "", rest)
+            call, _, rest = rest.partition(" at ")
+            where = rest.split(" — ")[0]
+            out.append((kind, task, where, call))
+    return out
+
+
+def task_classes(output):
+    rows = {}
+    report = output.split("── ferroloop doctor")[1]
+    for line in report.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[0].startswith("Task-") and parts[1] in ("IO-bound", "CPU-bound", "blocking"):
+            rows[parts[0]] = (parts[1], line)
+    return rows
+
+
+def test_example5_blocking_sleep(seed):
+    p = run_cli("doctor", "ex5_blocking_sleep.py")
+    assert p.returncode == 0, p.stderr
+    assert findings(p.stdout) == [
+        ("blocking", "Task-2", "ex5_blocking_sleep.py:13", "time.sleep"),
+        ("blocking", "Task-3", "ex5_blocking_sleep.py:13", "time.sleep"),
+    ]
+    assert "held the loop for 1.0" in p.stdout and "held the loop for 2.0" in p.stdout
+    assert "asyncio.to_thread" in p.stdout  # the tutorial's fix
+    classes = task_classes(p.stdout)
+    assert classes["Task-2"][0] == classes["Task-3"][0] == "blocking"
+    assert "loop busy 2.0" in classes["Task-1"][1]  # main was ready but stuck behind Task-3
+
+
+def test_pitfall1_forgot_await(seed):
+    p = run_cli("doctor", "pitfall1_forgot_await.py")
+    assert findings(p.stdout) == [
+        ("abandoned", "Task-2", "pitfall1_forgot_await.py:20", "fetch_data"),
+        ("abandoned", "Task-3", "pitfall1_forgot_await.py:21", "fetch_data"),
+    ]
+    assert "asyncio.run() cancelled it" in p.stdout and "TaskGroup" in p.stdout
+
+
+def test_pitfall2_script_ends_early(seed):
+    p = run_cli("doctor", "pitfall2_ends_early.py")
+    assert findings(p.stdout) == [("abandoned", "Task-3", "pitfall2_ends_early.py:19", "fetch_data")]
+
+
+def test_gather_without_return_exceptions_leaves_orphans(seed):
+    p = run_cli("doctor", "gather_exceptions.py")
+    assert findings(p.stdout) == [("orphaned", "Task-2, Task-4", "gather_exceptions.py:27", "asyncio.gather")]
+    assert "return_exceptions=True" in p.stdout
+
+
+def test_example3_io_bound_on_timers(seed):
+    p = run_cli("doctor", "ex3_create_task.py")
+    assert findings(p.stdout) == []
+    assert "No problems found." in p.stdout
+    classes = task_classes(p.stdout)
+    assert classes["Task-2"][0] == classes["Task-3"][0] == "IO-bound"
+    assert "timer 1.00s" in classes["Task-2"][1] and "timer 2.00s" in classes["Task-3"][1]
+
+
+def test_executor_waits_are_attributed(seed):
+    p = run_cli("doctor", "to_thread_variant.py")
+    classes = task_classes(p.stdout)
+    assert any("executor 2.00s" in line for _, line in classes.values())
+
+
+def test_cpu_bound_loop_is_sampled_while_it_runs(tmp_path):
+    (tmp_path / "cpu.py").write_text(textwrap.dedent("""
+        import asyncio
+
+        def crunch(n):
+            total = 0
+            for i in range(n):
+                total += i * i
+            return total
+
+        async def worker():
+            await asyncio.sleep(0.01)
+            return crunch(6_000_000)
+
+        async def main():
+            await asyncio.gather(worker(), asyncio.sleep(0.05))
+
+        asyncio.run(main())
+    """))
+    p = run_cli("doctor", "cpu.py", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    found = findings(p.stdout)
+    assert len(found) == 1
+    kind, task, where, call = found[0]
+    # the stack was sampled during the loop: it points into crunch(), not at the await
+    assert (kind, task) == ("cpu-bound", "Task-2") and where in ("cpu.py:7", "cpu.py:8")
+    assert "ProcessPoolExecutor" in p.stdout
+    assert task_classes(p.stdout)["Task-2"][0] == "CPU-bound"
+
+
+def test_never_awaited_coroutine(tmp_path):
+    (tmp_path / "forgot.py").write_text(textwrap.dedent("""
+        import asyncio
+
+        async def fetch_data(n):
+            await asyncio.sleep(n)
+
+        async def main():
+            fetch_data(1)
+            await asyncio.sleep(0.01)
+
+        asyncio.run(main())
+    """))
+    p = run_cli("doctor", "forgot.py", cwd=tmp_path)
+    assert ("never-awaited", "", "forgot.py:8", "fetch_data") in findings(p.stdout)
+
+
+def test_exception_never_retrieved(tmp_path):
+    (tmp_path / "lost.py").write_text(textwrap.dedent("""
+        import asyncio
+
+        async def fails():
+            raise ValueError("nobody saw this")
+
+        async def main():
+            asyncio.create_task(fails())
+            await asyncio.sleep(0.01)
+
+        asyncio.run(main())
+    """))
+    p = run_cli("doctor", "lost.py", cwd=tmp_path)
+    assert ("unhandled-exception", "Task-2", "lost.py:8", "fails") in findings(p.stdout)
+    assert "nobody saw this" in p.stdout
+
+
+def test_exit_status_and_arguments_pass_through(tmp_path):
+    (tmp_path / "args.py").write_text("import sys, asyncio\nasyncio.run(asyncio.sleep(0))\nsys.exit(len(sys.argv))\n")
+    p = run_cli("doctor", "args.py", "a", "b", cwd=tmp_path)
+    assert p.returncode == 3

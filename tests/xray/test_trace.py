@@ -1,0 +1,97 @@
+"""Timelines: the recorder's Chrome trace events and the self-contained HTML page,
+rendered by headless Chromium."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import ferroloop
+from ferroloop import xray
+from conftest import ARTIFACTS, run_cli
+
+
+def spans(trace, lane_prefix):
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    out = {}
+    for e in trace["traceEvents"]:
+        if e["ph"] == "X" and names.get((e["pid"], e["tid"]), "").startswith(lane_prefix):
+            out.setdefault(names[(e["pid"], e["tid"])], []).append((e["name"], e["ts"], e["ts"] + e["dur"]))
+    return out
+
+
+def test_example3_both_tasks_wait_on_timers_at_once(tmp_path, seed):
+    out = tmp_path / "ex3.json"
+    p = run_cli("trace", "ex3_create_task.py", "-o", str(tmp_path / "ex3.html"), "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    trace = json.loads(out.read_text())
+    lanes = spans(trace, "task ")
+    w2 = [s for s in lanes["task Task-2"] if s[0] == "waiting: timer"]
+    w3 = [s for s in lanes["task Task-3"] if s[0] == "waiting: timer"]
+    assert len(w2) == 1 and len(w3) == 1
+    (_, a2, b2), (_, a3, b3) = w2[0], w3[0]
+    assert min(b2, b3) - max(a2, a3) > 0.9e6  # suspended on their timers together for ~1 s
+    assert 0.9e6 < b2 - a2 < 1.2e6 and 1.9e6 < b3 - a3 < 2.2e6
+
+
+def test_example5_loop_blocked_and_second_task_waiting(tmp_path, seed):
+    out = tmp_path / "ex5.json"
+    p = run_cli("trace", "ex5_blocking_sleep.py", "-o", str(tmp_path / "ex5.html"), "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    trace = json.loads(out.read_text())
+    loop = spans(trace, "loop thread")["loop thread (busy)"]
+    blocked = [s for s in loop if s[0].startswith("BLOCKED")]
+    assert len(blocked) == 2
+    tasks = spans(trace, "task ")
+    block2 = [s for s in tasks["task Task-2"] if s[0] == "BLOCKING the loop"][0]
+    step3 = [s for s in tasks["task Task-3"] if s[0] == "BLOCKING the loop"][0]
+    assert step3[1] >= block2[2] - 1  # Task-3 could only start once Task-2 let go of the loop
+
+
+def test_python_api_and_executor_lanes(tmp_path):
+    import asyncio
+    import concurrent.futures
+
+    def work(n):
+        return sum(range(n))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            await asyncio.gather(loop.run_in_executor(pool, work, 10**6), asyncio.to_thread(work, 10**6))
+        return "ok"
+
+    with xray.record(blocking_threshold=0.5) as rec:
+        assert ferroloop.run(main()) == "ok"
+    trace = rec.chrome_trace()
+    jobs = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["cat"] == "thread"]
+    assert {e["name"] for e in jobs} == {"test_python_api_and_executor_lanes.<locals>.work"}
+    assert len(jobs) == 2
+    report = rec.report()
+    assert [t.name for t in report.tasks][0] == "Task-1" or report.tasks
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_html_timeline_renders_in_headless_chromium(tmp_path, seed):
+    browser = _chromium()
+    assert browser, "Debian's chromium is needed (./dev test installs it)"
+    page = tmp_path / "ex3.html"
+    p = run_cli("trace", "ex3_create_task.py", "-o", str(page))
+    assert p.returncode == 0, p.stderr
+    args = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,420"]
+    dom = subprocess.run(args + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-rendered="1"' in dom  # the page's own script ran to the end
+    assert dom.count('class="lane"') == 5  # loop, timers, Task-1..3
+    for name in ("loop thread (busy)", "timers", "task Task-1", "task Task-2", "task Task-3"):
+        assert f'data-name="{name}"' in dom
+    assert dom.count('data-cat="wait-timer"') >= 2 and dom.count('data-cat="step"') >= 6
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = os.path.join(ARTIFACTS, "ex3-timeline.png")
+    subprocess.run(args + [f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    assert os.path.getsize(shot) > 5000
