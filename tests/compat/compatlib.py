@@ -92,12 +92,6 @@ class Run:
         self.name = name
         self.factory = FACTORIES[name]
         self.errors = []          # contexts passed to the loop's exception handler
-        self.allow_errors = False
-        self.check_fds = True
-
-    @property
-    def is_ferroloop(self):
-        return self.name == "ferroloop"
 
     def __call__(self, coro_fn, *args, timeout=DEFAULT_TIMEOUT):
         async def guarded():

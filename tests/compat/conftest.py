@@ -46,13 +46,10 @@ def arun(request):
     yield run
     if getattr(request.node, "compat_call_failed", False):
         return
-    if not run.allow_errors:
-        assert not run.errors, f"the loop reported errors:\n{run.describe_errors()}"
-    if run.check_fds:
-        after = open_fds()
-        leaked = sorted(set(after) - set(before))
-        assert len(after) <= len(before), \
-            f"fd leak on {run.name}: {[(fd, fd_target(fd)) for fd in leaked]}"
+    assert not run.errors, f"the loop reported errors:\n{run.describe_errors()}"
+    after = open_fds()
+    leaked = sorted(set(after) - set(before))
+    assert len(after) <= len(before), f"fd leak on {run.name}: {[(fd, fd_target(fd)) for fd in leaked]}"
     # a child is reaped by the time its scenario returns (asyncio's contract for wait())
     deadline = time.monotonic() + 2
     while set(zombie_children()) - zombies_before and time.monotonic() < deadline:
