@@ -51,6 +51,9 @@ impl Ready {
     }
 }
 
+/// Handles kept for reuse, per kind.
+const POOL_SIZE: usize = 512;
+
 /// asyncio's MAXIMUM_SELECT_TIMEOUT: never block longer than a day in one wait.
 const MAX_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
@@ -59,14 +62,22 @@ pub struct CoreLoop {
     ready: GilCell<VecDeque<Ready>>,
     /// Scratch space socket reads land in before they become `bytes`.
     read_buf: GilCell<Vec<u8>>,
+    /// Handles that ran and that nobody else held, kept for the next call_soon/call_later
+    /// to fill again: no allocation, no deallocation per callback.
+    handle_pool: GilCell<Vec<Py<Handle>>>,
+    timer_pool: GilCell<Vec<Py<TimerHandle>>>,
     timers: GilCell<TimerHeap>,
     poller: GilCell<Option<Poller>>,
     /// Borrowed by the loop thread across the (GIL-released) wait, and by nobody else.
     poll: GilCell<Option<PollCore>>,
-    waker: Waker,
+    /// Dropped (its eventfd closed) by close(), with the rest of the loop's fds.
+    waker: GilCell<Option<Waker>>,
     /// True while the loop thread is blocked in the poller: only then does
     /// `call_soon_threadsafe` need to wake it (see `call_soon_threadsafe`).
     parked: AtomicBool,
+    /// A wake-up was sent during this park: later callers need not send another (a
+    /// producer thread holding the GIL would otherwise write the eventfd on every call).
+    wake_sent: AtomicBool,
     stopping: AtomicBool,
     closed: AtomicBool,
     debug: AtomicBool,
@@ -76,6 +87,10 @@ pub struct CoreLoop {
     clock_resolution: f64,
     /// The x-ray's instrumentation; off unless a recorder is attached.
     trace: Trace,
+    /// `set_task_factory`'s factory and the attached x-ray recorder (Python objects the
+    /// native create_task must see without a dict lookup).
+    task_factory: GilCell<Option<Py<PyAny>>>,
+    xray: GilCell<Option<Py<PyAny>>>,
 }
 
 fn closed_error() -> PyErr {
@@ -113,6 +128,18 @@ pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 
 fn os_error(e: std::io::Error) -> PyErr {
     crate::transports::os_error(&e)
+}
+
+/// Takes a handle out of the garbage collector's watch (PyO3 makes every pyclass
+/// collectable). Handles the loop makes hold no reference cycles of their own: they let go
+/// of their callback once run or cancelled (handles.rs), and while pending the loop holds
+/// them. Untracked, the collector never walks the thousands a busy loop has alive.
+#[inline]
+fn untracked<T>(obj: Py<T>) -> Py<T> {
+    // SAFETY: a live object of a GC type (every pyclass is); untracking an object that is
+    // not tracked is a no-op, and deallocation untracks again safely.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
+    obj
 }
 
 fn fd_error(py: Python<'_>, fd: RawFd, e: FdError) -> PyErr {
@@ -222,7 +249,7 @@ impl CoreLoop {
         if me.trace.is_on() {
             me.trace.tag(&h.tag, trace::ORIGIN_SOON);
         }
-        me.push_ready(py, Ready::Handle(Py::new(py, h)?))
+        me.push_ready(py, Ready::Handle(untracked(Py::new(py, h)?)))
     }
 
     /// Runs `f` on the loop's read scratch buffer (allocated on first use).
@@ -272,17 +299,30 @@ impl CoreLoop {
         let me = slf.get();
         me.check_closed()?;
         me.check_callback(slf, &callback, "call_at")?;
-        let base = me.make_handle(slf, callback, args, context)?.oneshot();
-        let armed = me.trace.is_on().then(|| me.trace.tag(&base.tag, trace::ORIGIN_TIMER));
-        let counter = me.timers.borrow(py)?.cancel_counter();
-        let timer = Py::new(
-            py,
-            PyClassInitializer::from(base).add_subclass(TimerHandle {
-                when,
-                scheduled: AtomicBool::new(true),
-                cancelled_in_heap: counter,
-            }),
-        )?;
+        let pooled = if me.is_debug() { None } else { me.timer_pool.borrow_mut(py)?.pop() };
+        let timer = match pooled {
+            Some(timer) => {
+                let context = context.map(Bound::unbind);
+                TimerHandle::handle(timer.bind(py)).refill(py, callback.unbind(), args, context)?;
+                let t = timer.get();
+                t.when.store(when.to_bits(), Relaxed);
+                t.scheduled.store(true, Relaxed);
+                timer
+            }
+            None => {
+                let base = me.make_handle(slf, callback, args, context)?.oneshot();
+                let counter = me.timers.borrow(py)?.cancel_counter();
+                untracked(Py::new(
+                    py,
+                    PyClassInitializer::from(base).add_subclass(TimerHandle {
+                        when: AtomicU64::new(when.to_bits()),
+                        scheduled: AtomicBool::new(true),
+                        cancelled_in_heap: counter,
+                    }),
+                )?)
+            }
+        };
+        let armed = me.trace.is_on().then(|| me.trace.tag(&TimerHandle::handle(timer.bind(py)).tag, trace::ORIGIN_TIMER));
         me.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
         if let Some(seq) = armed {
             me.trace_event(py, "_timer_armed", (seq, when, timer.clone_ref(py)))?;
@@ -306,7 +346,7 @@ impl CoreLoop {
     /// `call_soon` and `call_soon_threadsafe`. From another thread the GIL serialises the
     /// append; the wake-up syscall is only made when the loop thread is parked in the
     /// poller (it sets `parked` before releasing the GIL and clears it after re-taking it,
-    /// so an append made while it is parked always sees the flag).
+    /// so an append made while it is parked always sees the flag), and only once per park.
     pub(crate) fn schedule_soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
@@ -324,17 +364,33 @@ impl CoreLoop {
         } else {
             me.check_callback(slf, &callback, "call_soon")?;
         }
-        let handle = me.make_handle(slf, callback, args, context)?.oneshot();
+        let pooled = if me.is_debug() { None } else { me.handle_pool.borrow_mut(py)?.pop() };
+        let h = match pooled {
+            Some(h) => {
+                h.get().refill(py, callback.unbind(), args, context.map(Bound::unbind))?;
+                h
+            }
+            None => untracked(Py::new(py, me.make_handle(slf, callback, args, context)?.oneshot())?),
+        };
         if me.trace.is_on() {
             let other_thread = threadsafe && me.thread_id.load(Relaxed) != current_thread_ident();
-            me.trace.tag(&handle.tag, if other_thread { trace::ORIGIN_THREAD } else { trace::ORIGIN_SOON });
+            me.trace.tag(&h.get().tag, if other_thread { trace::ORIGIN_THREAD } else { trace::ORIGIN_SOON });
         }
-        let h = Py::new(py, handle)?;
         me.push_ready(py, Ready::Handle(h.clone_ref(py)))?;
-        if threadsafe && me.parked.load(SeqCst) {
-            let _ = me.waker.wake();
+        if threadsafe && me.parked.load(SeqCst) && !me.wake_sent.swap(true, SeqCst) {
+            if let Some(w) = me.waker.borrow(py)?.as_ref() {
+                let _ = w.wake();
+            }
         }
         Ok(h)
+    }
+
+    /// Whether create_task can make the Task itself: no factory, no recorder, not debug.
+    #[inline]
+    pub(crate) fn plain_tasks(&self, py: Python<'_>) -> bool {
+        !self.is_debug()
+            && self.task_factory.borrow(py).is_ok_and(|f| f.is_none())
+            && self.xray.borrow(py).is_ok_and(|x| x.is_none())
     }
 
     #[inline]
@@ -405,6 +461,30 @@ impl CoreLoop {
         Ok(())
     }
 
+    /// A one-shot handle that ran (or was cancelled): back to its pool if nobody else
+    /// holds it, else it just lets go of its callback (see handles.rs).
+    #[inline]
+    fn recycle(&self, py: Python<'_>, h: Bound<'_, Handle>) -> PyResult<()> {
+        if !Handle::recyclable(&h) {
+            return h.get().release(py);
+        }
+        h.get().empty(py)?;
+        if h.get_type().is(&py.get_type::<Handle>()) {
+            let mut pool = self.handle_pool.borrow_mut(py)?;
+            if pool.len() < POOL_SIZE {
+                pool.push(h.unbind());
+            }
+        } else if let Ok(t) = h.cast::<TimerHandle>() {
+            if t.get_type().is(&py.get_type::<TimerHandle>()) {
+                let mut pool = self.timer_pool.borrow_mut(py)?;
+                if pool.len() < POOL_SIZE {
+                    pool.push(t.clone().unbind());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `run_entry` with the x-ray on: the entry's tag, times and subject go to the recorder.
     fn run_entry_traced(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
         let (seq, origin, cause, subject) = match &entry {
@@ -445,27 +525,39 @@ impl CoreLoop {
     }
 
     /// Runs one ready entry; returns what ran (for the slow-callback log), if anything did.
+    /// Objects leave the ready queue as `Bound`: releasing those is a plain decref
+    /// (a `Py` drop would consult a thread-local first), once per callback.
     #[inline]
     fn run_entry(&self, py: Python<'_>, entry: Ready) -> PyResult<Option<Py<PyAny>>> {
+        let debug = self.is_debug();
         match entry {
             Ready::Handle(h) => {
-                let hb = h.bind(py);
-                if hb.get().is_cancelled() {
+                let hb = h.into_bound(py);
+                let handle = hb.get();
+                if handle.is_cancelled() {
+                    if handle.oneshot.load(Relaxed) && !debug {
+                        self.recycle(py, hb)?;
+                    }
                     return Ok(None);
                 }
-                run_handle(py, hb)?;
-                if hb.get().oneshot.load(Relaxed) && !self.is_debug() {
-                    hb.get().release(py)?;
+                run_handle(py, &hb)?;
+                if debug {
+                    return Ok(Some(hb.into_any().unbind()));
                 }
-                Ok(Some(h.into_any()))
+                if handle.oneshot.load(Relaxed) {
+                    self.recycle(py, hb)?;
+                }
+                Ok(None)
             }
             Ready::Stream(t, bits) => {
-                StreamTransport::on_ready(t.bind(py), bits)?;
-                Ok(Some(t.into_any()))
+                let tb = t.into_bound(py);
+                StreamTransport::on_ready(&tb, bits)?;
+                Ok(debug.then(|| tb.into_any().unbind()))
             }
             Ready::Datagram(t, bits) => {
-                DatagramTransport::on_ready(t.bind(py), bits)?;
-                Ok(Some(t.into_any()))
+                let tb = t.into_bound(py);
+                DatagramTransport::on_ready(&tb, bits)?;
+                Ok(debug.then(|| tb.into_any().unbind()))
             }
         }
     }
@@ -478,6 +570,7 @@ impl CoreLoop {
             self.parked.store(true, SeqCst);
             let res = py.detach(|| core.wait(timeout));
             self.parked.store(false, SeqCst);
+            self.wake_sent.store(false, SeqCst);
             res.map_err(os_error)?;
         } else {
             // Nothing registered and nothing to wait for: skip the syscall. (The waker only
@@ -521,7 +614,7 @@ impl CoreLoop {
         if self.trace.is_on() {
             self.trace.tag(&handle.tag, trace::ORIGIN_FD);
         }
-        let handle = Py::new(py, handle)?;
+        let handle = untracked(Py::new(py, handle)?);
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             let poller = poller.as_mut().ok_or_else(closed_error)?;
@@ -566,11 +659,14 @@ impl CoreLoop {
         Ok(CoreLoop {
             ready: GilCell::new(VecDeque::new()),
             read_buf: GilCell::new(Vec::new()),
+            handle_pool: GilCell::new(Vec::with_capacity(POOL_SIZE)),
+            timer_pool: GilCell::new(Vec::with_capacity(POOL_SIZE)),
             timers: GilCell::new(TimerHeap::new()),
             poller: GilCell::new(Some(poller)),
             poll: GilCell::new(Some(core)),
-            waker,
+            waker: GilCell::new(Some(waker)),
             parked: AtomicBool::new(false),
+            wake_sent: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -578,6 +674,8 @@ impl CoreLoop {
             slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
             clock_resolution: clock::resolution(),
             trace: Trace::default(),
+            task_factory: GilCell::new(None),
+            xray: GilCell::new(None),
         })
     }
 
@@ -621,6 +719,30 @@ impl CoreLoop {
     /// Stop after the current iteration (asyncio: callbacks already queued still run).
     fn stop(&self) {
         self.stopping.store(true, Relaxed);
+    }
+
+    #[getter(_task_factory)]
+    fn task_factory_attr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.task_factory.borrow(py)?.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    #[setter(_task_factory)]
+    fn set_task_factory_attr(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
+        let old = std::mem::replace(&mut *self.task_factory.borrow_mut(py)?, value);
+        drop(old);
+        Ok(())
+    }
+
+    #[getter(_xray)]
+    fn xray_attr(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.xray.borrow(py)?.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    #[setter(_xray)]
+    fn set_xray_attr(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
+        let old = std::mem::replace(&mut *self.xray.borrow_mut(py)?, value);
+        drop(old);
+        Ok(())
     }
 
     #[getter(_stopping)]
@@ -683,7 +805,9 @@ impl CoreLoop {
         let timers = self.timers.borrow_mut(py)?.drain();
         let sources = self.poller.borrow_mut(py)?.take().map(|mut p| p.drain());
         let core = self.poll.borrow_mut(py)?.take();
-        drop((ready, timers, sources, core));
+        let waker = self.waker.borrow_mut(py)?.take();
+        let pools = (std::mem::take(&mut *self.handle_pool.borrow_mut(py)?), std::mem::take(&mut *self.timer_pool.borrow_mut(py)?));
+        drop((ready, timers, sources, core, waker, pools));
         Ok(())
     }
 
@@ -768,28 +892,26 @@ impl CoreLoop {
         d.set_item("ready", self.ready.borrow(py)?.len())?;
         d.set_item("timers", self.timers.borrow(py)?.len())?;
         d.set_item("sources", self.poller.borrow(py)?.as_ref().map_or(0, |p| p.len()))?;
+        d.set_item("pooled_handles", self.handle_pool.borrow(py)?.len())?;
+        d.set_item("pooled_timers", self.timer_pool.borrow(py)?.len())?;
         Ok(d)
     }
 
+    /// Only transports are visited: handles are not tracked by the collector (see
+    /// handles.rs), so walking the timer heap here — every handle, on every full
+    /// collection — would cost without telling the collector anything.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(ready) = self.ready.try_borrow_for_gc() {
             for entry in ready.iter() {
-                entry.visit(&visit)?;
-            }
-        }
-        if let Some(timers) = self.timers.try_borrow_for_gc() {
-            let mut res = Ok(());
-            timers.for_each(|t| {
-                if res.is_ok() {
-                    res = visit.call(t);
+                if !matches!(entry, Ready::Handle(_)) {
+                    entry.visit(&visit)?;
                 }
-            });
-            res?;
+            }
         }
         if let Some(poller) = self.poller.try_borrow_for_gc() {
             if let Some(p) = poller.as_ref() {
                 let mut res = Ok(());
-                p.for_each_object(|o| {
+                p.for_each_transport(|o| {
                     if res.is_ok() {
                         res = visit.call(o);
                     }

@@ -167,6 +167,113 @@ unsafe extern "C" fn call_at(
     })
 }
 
+/// `asyncio.tasks` (its `Task` is read at each call, as asyncio does, so a patched Task
+/// class is honoured) and the keyword-name tuples create_task passes it.
+struct TaskCall {
+    tasks: Py<PyAny>,
+    /// kwnames for (loop), (name, loop), (context, loop), (name, context, loop)
+    kwnames: [Py<PyTuple>; 4],
+    name: Py<PyString>,
+    context: Py<PyString>,
+}
+
+fn task_call(py: Python<'_>) -> PyResult<&TaskCall> {
+    static CELL: pyo3::sync::PyOnceLock<TaskCall> = pyo3::sync::PyOnceLock::new();
+    CELL.get_or_try_init(py, || {
+        let names = |n: &[&str]| -> PyResult<Py<PyTuple>> {
+            Ok(PyTuple::new(py, n.iter().map(|s| PyString::intern(py, s)))?.unbind())
+        };
+        Ok(TaskCall {
+            tasks: py.import("asyncio.tasks")?.into_any().unbind(),
+            kwnames: [
+                names(&["loop"])?,
+                names(&["name", "loop"])?,
+                names(&["context", "loop"])?,
+                names(&["name", "context", "loop"])?,
+            ],
+            name: PyString::intern(py, "name").unbind(),
+            context: PyString::intern(py, "context").unbind(),
+        })
+    })
+}
+
+/// `loop.create_task(coro, *, name=None, context=None)`: the C Task made directly when
+/// there is no task factory, no x-ray and no debug mode; anything else (a factory, extra
+/// keywords such as eager_start, wrong arguments) goes to the Python `_create_task_slow`,
+/// with the same arguments.
+unsafe extern "C" fn create_task(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guard(|py| {
+        let lp = core(py, slf);
+        let me = lp.get();
+        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+        let tc = task_call(py)?;
+        let mut name: Option<*mut ffi::PyObject> = None;
+        let mut context: Option<*mut ffi::PyObject> = None;
+        let mut fast = nargs == 1 && me.plain_tasks(py);
+        if fast && !kwnames.is_null() {
+            let n = ffi::PyTuple_GET_SIZE(kwnames) as usize;
+            for i in 0..n {
+                let key = ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t);
+                let value = *args.add(nargs + i);
+                if key == tc.name.as_ptr() {
+                    name = Some(value);
+                } else if key == tc.context.as_ptr() {
+                    context = Some(value);
+                } else {
+                    fast = false;
+                }
+            }
+        }
+        if !fast {
+            let slow = lp.getattr(pyo3::intern!(py, "_create_task_slow"))?;
+            let r = ffi::PyObject_Vectorcall(slow.as_ptr(), args, nargsf as usize, kwnames);
+            return if r.is_null() { Err(PyErr::fetch(py)) } else { Ok(Bound::from_owned_ptr(py, r).unbind()) };
+        }
+        me.check_open()?;
+        // [scratch, coro, name?, context?, loop]
+        let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
+        stack[1] = *args;
+        let mut k = 2;
+        let which = match (name, context) {
+            (None, None) => 0,
+            (Some(n), None) => {
+                stack[k] = n;
+                k += 1;
+                1
+            }
+            (None, Some(c)) => {
+                stack[k] = c;
+                k += 1;
+                2
+            }
+            (Some(n), Some(c)) => {
+                stack[k] = n;
+                stack[k + 1] = c;
+                k += 2;
+                3
+            }
+        };
+        stack[k] = slf;
+        let task_type = tc.tasks.bind(py).getattr(pyo3::intern!(py, "Task"))?;
+        let r = ffi::PyObject_Vectorcall(
+            task_type.as_ptr(),
+            stack.as_ptr().add(1),
+            1 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            tc.kwnames[which].as_ptr(),
+        );
+        if r.is_null() {
+            Err(PyErr::fetch(py))
+        } else {
+            Ok(Bound::from_owned_ptr(py, r).unbind())
+        }
+    })
+}
+
 type Entry = unsafe extern "C" fn(
     *mut ffi::PyObject,
     *const *mut ffi::PyObject,
@@ -174,7 +281,8 @@ type Entry = unsafe extern "C" fn(
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
 
-const METHODS: [(&std::ffi::CStr, Entry, &std::ffi::CStr); 4] = [
+const METHODS: [(&std::ffi::CStr, Entry, &std::ffi::CStr); 5] = [
+    (c"create_task", create_task, c"create_task(coro, *, name=None, context=None, **kwargs)\n--\n\nSchedule a coroutine as a Task."),
     (c"call_soon", call_soon, c"call_soon(callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible (FIFO)."),
     (c"call_soon_threadsafe", call_soon_threadsafe, c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes the loop."),
     (c"call_later", call_later, c"call_later(delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called after delay seconds."),

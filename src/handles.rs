@@ -84,8 +84,9 @@ pub(crate) struct Callback {
 // Freelists: one Handle per call_soon, so reusing their memory matters. TimerHandle has
 // its own, so a TimerHandle never lands in Handle's list (PyO3 requires exact types).
 //
-// Not tracked by the garbage collector (no __traverse__): with thousands of timers alive,
-// collections that walk every handle were a fifth of the loop's time. What makes that safe
+// Not tracked by the garbage collector (the loop untracks the handles it makes, see
+// `untracked` in event_loop.rs): with thousands of timers alive, collections that walk
+// every handle were a fifth of the loop's time. What makes that safe
 // is that a handle lets go of its callback and arguments once it has run or been cancelled
 // (`release`), as uvloop's handles do, so the usual `self._timer = loop.call_later(t,
 // self._cb)` cannot leave a cycle the collector would have to find. While pending, the
@@ -146,14 +147,55 @@ impl Handle {
     #[inline]
     pub(crate) fn call(&self, py: Python<'_>) -> PyResult<()> {
         // Take new references: the callback may cancel its own handle, which clears them.
-        let (callback, args, context) = {
+        // Raw ones (`Held`): this runs once per callback, and PyO3's Py drop would consult
+        // a thread-local on every release.
+        let held = {
             let cb = self.cb.borrow(py)?;
             match (&cb.callback, &cb.args, &cb.context) {
-                (Some(f), Some(a), Some(c)) => (f.clone_ref(py), a.clone_ref(py), c.clone_ref(py)),
+                (Some(f), Some(a), Some(c)) => Held::new(f, a, c),
                 _ => return Ok(()),
             }
         };
-        call_in_context(py, &callback, &args, &context)
+        held.call(py)
+    }
+
+    /// Whether the loop may reuse this handle object for a new callback: nobody but the
+    /// loop holds it, and it carries nothing of debug mode.
+    #[inline]
+    pub(crate) fn recyclable(obj: &Bound<'_, Handle>) -> bool {
+        // SAFETY: reading the reference count of a live object.
+        let sole = unsafe { ffi::Py_REFCNT(obj.as_ptr()) == 1 };
+        sole && obj.get().source_traceback.is_none()
+    }
+
+    /// Empties a handle for the loop's pool (its references dropped outside the borrow).
+    pub(crate) fn empty(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = {
+            let mut cb = self.cb.borrow_mut(py)?;
+            (cb.callback.take(), cb.args.take(), cb.context.take(), cb.repr.take())
+        };
+        drop(taken);
+        Ok(())
+    }
+
+    /// Refills a pooled handle: as if just created by `create(...).oneshot()`.
+    pub(crate) fn refill(&self, py: Python<'_>, callback: Py<PyAny>, args: Args, context: Option<Py<PyAny>>) -> PyResult<()> {
+        let context = match context {
+            Some(c) => c,
+            None => copy_context(py)?,
+        };
+        {
+            let mut cb = self.cb.borrow_mut(py)?;
+            cb.callback = Some(callback);
+            cb.args = Some(args);
+            cb.context = Some(context);
+        }
+        self.cancelled.store(false, Relaxed);
+        self.oneshot.store(true, Relaxed);
+        self.tag.seq.store(0, Relaxed);
+        self.tag.cause.store(0, Relaxed);
+        self.tag.origin.store(0, Relaxed);
+        Ok(())
     }
 
     /// Drops the callback and its arguments after the handle ran (see the note on the
@@ -202,13 +244,54 @@ pub(crate) fn run_handle(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> 
     Ok(())
 }
 
+/// Strong references to what a handle calls, taken under the borrow and released after
+/// the call (with the GIL held, as everywhere a Handle runs).
+struct Held {
+    callback: *mut ffi::PyObject,
+    context: *mut ffi::PyObject,
+    args: Args,
+}
+
+impl Held {
+    fn new(callback: &Py<PyAny>, args: &Args, context: &Py<PyAny>) -> Held {
+        // SAFETY: both are live objects; the matching decrefs are in Drop.
+        unsafe {
+            ffi::Py_INCREF(callback.as_ptr());
+            ffi::Py_INCREF(context.as_ptr());
+        }
+        let args = match args {
+            Args::Zero => Args::Zero,
+            // SAFETY: cloning a reference needs the GIL, which the caller holds.
+            other => unsafe { other.clone_ref(Python::assume_attached()) },
+        };
+        Held { callback: callback.as_ptr(), context: context.as_ptr(), args }
+    }
+
+    fn call(&self, py: Python<'_>) -> PyResult<()> {
+        // SAFETY: the pointers are kept alive by the references this Held owns.
+        unsafe { call_raw(py, self.callback, &self.args, self.context) }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: releases the references taken in `new`; the GIL is held.
+        unsafe {
+            ffi::Py_DECREF(self.callback);
+            ffi::Py_DECREF(self.context);
+        }
+    }
+}
+
+/// # Safety
+/// `callback` and `context` must be live objects for the duration of the call.
 #[inline]
-pub(crate) fn call_in_context(py: Python<'_>, callback: &Py<PyAny>, args: &Args, context: &Py<PyAny>) -> PyResult<()> {
+unsafe fn call_raw(py: Python<'_>, callback: *mut ffi::PyObject, args: &Args, context: *mut ffi::PyObject) -> PyResult<()> {
     // SAFETY: all pointers are live references held for the duration of the call; a
     // tuple's item array is read through CPython's public layout (non-limited API). Slot
     // 0 of `stack` is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
     unsafe {
-        if ffi::PyContext_Enter(context.as_ptr()) < 0 {
+        if ffi::PyContext_Enter(context) < 0 {
             return Err(PyErr::fetch(py));
         }
         let mut stack: [*mut ffi::PyObject; 3] = [std::ptr::null_mut(); 3];
@@ -229,14 +312,14 @@ pub(crate) fn call_in_context(py: Python<'_>, callback: &Py<PyAny>, args: &Args,
             }
         };
         let flags = if matches!(args, Args::Many(_)) { 0 } else { ffi::PY_VECTORCALL_ARGUMENTS_OFFSET };
-        let result = ffi::PyObject_Vectorcall(callback.as_ptr(), items, nargs | flags, std::ptr::null_mut());
+        let result = ffi::PyObject_Vectorcall(callback, items, nargs | flags, std::ptr::null_mut());
         let call_result = if result.is_null() {
             Err(PyErr::fetch(py))
         } else {
             ffi::Py_DECREF(result);
             Ok(())
         };
-        if ffi::PyContext_Exit(context.as_ptr()) < 0 {
+        if ffi::PyContext_Exit(context) < 0 {
             let exit_err = PyErr::fetch(py);
             return call_result.and(Err(exit_err));
         }
@@ -354,7 +437,8 @@ impl Handle {
 /// A `Handle` with a deadline, kept in the loop's timer heap until it is due.
 #[pyclass(module = "ferroloop", extends = Handle, frozen, freelist = 1024)]
 pub struct TimerHandle {
-    pub(crate) when: f64,
+    /// The deadline (f64 bits): atomic only so a recycled timer can take a new one.
+    pub(crate) when: std::sync::atomic::AtomicU64,
     /// True while the timer sits in the heap (asyncio's `_scheduled`).
     pub(crate) scheduled: AtomicBool,
     /// The loop's count of cancelled timers still in its heap (asyncio's
@@ -365,6 +449,11 @@ pub struct TimerHandle {
 impl TimerHandle {
     pub(crate) fn handle<'a, 'py>(slf: &'a Bound<'py, TimerHandle>) -> &'a Handle {
         slf.as_super().get()
+    }
+
+    #[inline]
+    pub(crate) fn when_value(&self) -> f64 {
+        f64::from_bits(self.when.load(Relaxed))
     }
 }
 
@@ -382,19 +471,19 @@ impl TimerHandle {
     ) -> PyResult<PyClassInitializer<Self>> {
         let base = Handle::py_new(py, callback, args, loop_, context)?;
         Ok(PyClassInitializer::from(base).add_subclass(TimerHandle {
-            when,
+            when: std::sync::atomic::AtomicU64::new(when.to_bits()),
             scheduled: AtomicBool::new(false),
             cancelled_in_heap: Arc::new(AtomicUsize::new(0)),
         }))
     }
 
     fn when(&self) -> f64 {
-        self.when
+        self.when_value()
     }
 
     #[getter]
     fn _when(&self) -> f64 {
-        self.when
+        self.when_value()
     }
 
     #[getter]
@@ -412,7 +501,8 @@ impl TimerHandle {
 
     fn __hash__(&self) -> u64 {
         // hash(float) semantics are not needed; equal `when`s must hash equal.
-        let w = if self.when == 0.0 { 0.0 } else { self.when };
+        let when = self.when_value();
+        let w = if when == 0.0 { 0.0 } else { when };
         w.to_bits()
     }
 
@@ -421,7 +511,7 @@ impl TimerHandle {
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
-        let (a, b) = (slf.get().when, other.get().when);
+        let (a, b) = (slf.get().when_value(), other.get().when_value());
         let result = match op {
             CompareOp::Lt => a < b,
             CompareOp::Le => a < b || Self::equal(slf, other)?,
@@ -442,7 +532,7 @@ impl TimerHandle {
         }
         let py = a.py();
         let (ha, hb) = (TimerHandle::handle(a), TimerHandle::handle(b));
-        if a.get().when != b.get().when || ha.is_cancelled() != hb.is_cancelled() {
+        if a.get().when_value() != b.get().when_value() || ha.is_cancelled() != hb.is_cancelled() {
             return Ok(false);
         }
         let (fa, aa) = {

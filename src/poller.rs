@@ -275,15 +275,11 @@ impl Poller {
         }
     }
 
-    /// Every Python object held, for the garbage collector.
-    pub(crate) fn for_each_object(&self, mut f: impl FnMut(&Py<PyAny>)) {
+    /// Every transport held, for the garbage collector.
+    pub(crate) fn for_each_transport(&self, mut f: impl FnMut(&Py<PyAny>)) {
         for (_, source) in self.sources.iter() {
             match source {
-                Source::Fd(w) => {
-                    for h in w.reader.iter().chain(w.writer.iter()) {
-                        f(h.as_any());
-                    }
-                }
+                Source::Fd(_) => {}
                 Source::Stream(t) => f(t.as_any()),
                 Source::Datagram(t) => f(t.as_any()),
             }

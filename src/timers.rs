@@ -19,9 +19,22 @@ use crate::handles::TimerHandle;
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
 
 struct Entry {
-    when: f64,
+    /// The deadline as an order-preserving integer (`order_key`): the heap's sift compares
+    /// two integers, not floats.
+    key: u64,
     seq: u64,
+    when: f64,
     timer: Py<TimerHandle>,
+}
+
+/// Maps f64 to u64 so that integer order is numeric order (negative deadlines included).
+fn order_key(when: f64) -> u64 {
+    let bits = when.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
 }
 
 impl PartialEq for Entry {
@@ -38,7 +51,7 @@ impl PartialOrd for Entry {
 impl Ord for Entry {
     // BinaryHeap is a max-heap: reverse, so the earliest (when, seq) is on top.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.when.total_cmp(&self.when).then_with(|| other.seq.cmp(&self.seq))
+        (other.key, other.seq).cmp(&(self.key, self.seq))
     }
 }
 
@@ -69,7 +82,7 @@ impl TimerHeap {
     pub(crate) fn push(&mut self, when: f64, timer: Py<TimerHandle>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry { when, seq, timer });
+        self.heap.push(Entry { key: order_key(when), seq, when, timer });
     }
 
     pub(crate) fn peek_when(&self) -> Option<f64> {
@@ -127,12 +140,6 @@ impl TimerHeap {
         self.cancelled.store(0, Relaxed);
         std::mem::take(&mut self.heap).into_vec().into_iter().map(|e| e.timer).collect()
     }
-
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&Py<TimerHandle>)) {
-        for e in self.heap.iter() {
-            f(&e.timer);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -154,7 +161,7 @@ mod tests {
         Py::new(
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle {
-                when,
+                when: std::sync::atomic::AtomicU64::new(when.to_bits()),
                 scheduled: std::sync::atomic::AtomicBool::new(true),
                 cancelled_in_heap: heap.cancel_counter(),
             }),
@@ -174,6 +181,14 @@ mod tests {
         h.cancelled.store(true, Relaxed);
         if t.get().scheduled.load(Relaxed) {
             heap.cancelled.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn order_key_preserves_float_order() {
+        let xs = [-1e9, -2.5, -0.0, 0.0, 1e-9, 1.0, 2.5, 1e9, f64::INFINITY];
+        for w in xs.windows(2) {
+            assert!(order_key(w[0]) <= order_key(w[1]), "{} vs {}", w[0], w[1]);
         }
     }
 

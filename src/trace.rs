@@ -50,6 +50,12 @@ struct Watch {
     detected: AtomicU64,
     detected_wall_ns: AtomicU64,
     detected_cpu_ns: AtomicU64,
+    /// The loop thread's kernel id, and how often the watchdog found it runnable (on or
+    /// waiting for a CPU) vs asleep in the kernel during `detected`: under CPU contention
+    /// a computing thread stays runnable while its CPU clock falls behind the wall clock.
+    loop_tid: AtomicU64,
+    runnable: AtomicU64,
+    looked: AtomicU64,
 }
 
 /// Sequence numbers are process-wide: one recorder may watch several loops.
@@ -78,6 +84,15 @@ pub(crate) fn thread_cpu() -> f64 {
     // SAFETY: writes into a timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Whether a thread of this process is runnable ('R') rather than asleep, from
+/// /proc/self/task/TID/stat (None where there is no /proc).
+fn is_runnable(tid: u64) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // "pid (comm) S ...": the state follows the last ')' (comm may contain spaces).
+    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+    Some(state == 'R')
 }
 
 /// CPU time of another thread of this process, in nanoseconds (None if unavailable).
@@ -137,8 +152,10 @@ impl Trace {
         if let Ok(w) = self.watch.borrow(py) {
             if let Some(w) = w.as_ref() {
                 if w.loop_thread.load(Relaxed) == 0 {
-                    // SAFETY: pthread_self has no preconditions.
+                    // SAFETY: pthread_self and gettid have no preconditions.
                     w.loop_thread.store(unsafe { libc::pthread_self() } as u64, Relaxed);
+                    #[cfg(target_os = "linux")]
+                    w.loop_tid.store(unsafe { libc::gettid() } as u64, Relaxed);
                 }
                 w.started_ns.store((t0 * 1e9) as u64, Relaxed);
                 w.running.store(seq, Relaxed);
@@ -158,9 +175,12 @@ impl Trace {
             if let Some(w) = w.as_ref() {
                 w.running.store(0, Relaxed);
                 if w.detected.load(Relaxed) == seq {
+                    let looked = w.looked.load(Relaxed);
                     let wall0 = w.detected_wall_ns.load(Relaxed) as f64 * 1e-9;
                     let cpu0 = w.detected_cpu_ns.load(Relaxed) as f64 * 1e-9;
-                    if t1 > wall0 {
+                    if looked > 0 {
+                        cpu = w.runnable.load(Relaxed) as f64 / looked as f64 * (t1 - t0);
+                    } else if t1 > wall0 {
                         let share = ((thread_cpu() - cpu0) / (t1 - wall0)).clamp(0.0, 1.0);
                         cpu = share * (t1 - t0);
                     }
@@ -217,10 +237,18 @@ fn watchdog(watch: Arc<Watch>, recorder: Py<PyAny>) {
         }
         if watch.detected.load(Relaxed) != seq {
             // First sight of this block: note the loop thread's CPU clock (no GIL needed).
+            watch.runnable.store(0, Relaxed);
+            watch.looked.store(0, Relaxed);
             if let Some(cpu) = cpu_of(watch.loop_thread.load(Relaxed)) {
                 watch.detected_cpu_ns.store(cpu, Relaxed);
                 watch.detected_wall_ns.store(now_ns(), Relaxed);
                 watch.detected.store(seq, Relaxed);
+            }
+        }
+        if let Some(runnable) = is_runnable(watch.loop_tid.load(Relaxed)) {
+            watch.looked.fetch_add(1, Relaxed);
+            if runnable {
+                watch.runnable.fetch_add(1, Relaxed);
             }
         }
         // The loop is held: look at its stack now, while it blocks.

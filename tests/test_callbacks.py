@@ -263,3 +263,41 @@ def test_non_threadsafe_call_from_other_thread_raises_in_debug(loop):
     loop.call_soon(lambda: threading.Thread(target=other_thread).start())
     loop.run_forever()
     assert errors == ["Non-thread-safe operation invoked on an event loop other than the current one"]
+
+
+def test_handles_nobody_holds_are_reused_and_held_ones_are_not(floop):
+    out = []
+    for i in range(10):
+        floop.call_soon(out.append, i)  # handles dropped at once
+    kept = floop.call_soon(out.append, "kept")
+    run_briefly(floop)
+    stats = floop._ferro_stats()
+    assert stats["pooled_handles"] >= 10
+    assert out == list(range(10)) + ["kept"]
+    # the kept handle was not recycled: it stays itself, ran, let go of its callback
+    assert not kept.cancelled() and kept._callback is None
+    fresh = [floop.call_soon(out.append, f"again{i}") for i in range(5)]
+    assert all(h is not kept for h in fresh)
+    assert floop._ferro_stats()["pooled_handles"] == stats["pooled_handles"] - 5
+    fresh[0].cancel()
+    run_briefly(floop)
+    assert out[-4:] == ["again1", "again2", "again3", "again4"]
+    assert fresh[0].cancelled() and not fresh[1].cancelled()
+
+
+def test_recycled_timers_keep_their_new_deadline(floop):
+    fired = []
+    for i in range(20):
+        floop.call_later(0.001, fired.append, i)
+    floop.call_later(0.01, floop.stop)
+    floop.run_forever()
+    assert fired == list(range(20)) and floop._ferro_stats()["pooled_timers"] >= 20
+    t0 = floop.time()
+    h = floop.call_later(0.05, fired.append, "late")
+    assert abs(h.when() - (t0 + 0.05)) < 0.01
+    floop.call_later(0.02, floop.stop)
+    floop.run_forever()
+    assert fired[-1] == 19  # not yet: its deadline is the new one
+    floop.call_later(0.05, floop.stop)
+    floop.run_forever()
+    assert fired[-1] == "late"

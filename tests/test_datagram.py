@@ -168,3 +168,16 @@ def test_unix_datagram(loop, tmp_path):
         ct.close(), st.close()
 
     loop.run_until_complete(main())
+
+
+def test_datagram_transport_is_a_transport_too(floop):
+    """As asyncio's (3.12+: both; 3.11: Transport only): ferroloop's is both everywhere."""
+
+    async def main():
+        tr, _ = await floop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        try:
+            return isinstance(tr, asyncio.Transport), isinstance(tr, asyncio.DatagramTransport)
+        finally:
+            tr.close()
+
+    assert floop.run_until_complete(main()) == (True, True)

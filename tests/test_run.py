@@ -268,3 +268,13 @@ def test_system_exit_in_callback_propagates(loop):
     with pytest.raises(SystemExit):
         loop.run_forever()
     assert not loop.is_running()
+
+
+def test_close_releases_every_fd():
+    import os
+
+    before = len(os.listdir("/proc/self/fd"))
+    lp = ferroloop.new_event_loop()
+    assert len(os.listdir("/proc/self/fd")) > before
+    lp.close()
+    assert len(os.listdir("/proc/self/fd")) == before  # the loop object is still referenced

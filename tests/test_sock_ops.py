@@ -218,3 +218,40 @@ def test_transport_sendfile(loop, tmp_path):
         srv.close()
 
     loop.run_until_complete(main())
+
+
+def test_transport_sendfile_large_file_slow_reader(loop, tmp_path):
+    """os.sendfile hits EAGAIN on the transport's own socket: wait for its writable edge."""
+    size = 8 * 1024 * 1024
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(size))
+
+    async def main():
+        got = bytearray()
+        done = loop.create_future()
+
+        class Slow(asyncio.Protocol):
+            def connection_made(self, tr):
+                tr.pause_reading()
+                loop.call_later(0.1, tr.resume_reading)
+
+            def data_received(self, d):
+                got.extend(d)
+                if len(got) == size:
+                    done.set_result(None)
+
+        srv = await loop.create_server(Slow, "127.0.0.1", 0)
+        tr, _ = await loop.create_connection(asyncio.Protocol, *srv.sockets[0].getsockname())
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await asyncio.sleep(0)
+            with pytest.raises(RuntimeError, match="sendfile is in progress"):
+                tr.write(b"in the middle")
+            sent = await task
+        await asyncio.wait_for(done, 20)
+        tr.close()
+        srv.close()
+        return sent, bytes(got)
+
+    sent, got = loop.run_until_complete(main())
+    assert sent == size and got == path.read_bytes()

@@ -274,3 +274,42 @@ def test_pending_task_destroyed_is_reported(loop):
 
     gc.collect()
     assert any("Task was destroyed but it is pending" in c["message"] for c in contexts)
+
+
+def test_create_task_honours_a_patched_task_class(loop, monkeypatch):
+    made = []
+
+    class MyTask(asyncio.Task):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get("name"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio.tasks, "Task", MyTask)
+
+    async def child():
+        return 7
+
+    async def main():
+        t = loop.create_task(child(), name="custom")
+        assert isinstance(t, MyTask) and t.get_name() == "custom"
+        return await t
+
+    assert loop.run_until_complete(main()) == 7
+    assert "custom" in made
+
+
+def test_create_task_argument_errors(loop):
+    async def child():
+        pass
+
+    async def main():
+        with pytest.raises(TypeError):
+            loop.create_task()
+        coro = child()
+        with pytest.raises(TypeError):
+            loop.create_task(coro, bogus=1)
+        coro.close()
+        with pytest.raises(TypeError):
+            loop.create_task(42)
+
+    loop.run_until_complete(main())

@@ -15,8 +15,12 @@ from ._loop import Loop
 
 __all__ = ("Loop", "Handle", "TimerHandle", "EventLoopPolicy", "new_event_loop", "install", "run", "__version__")
 
-_BasePolicy = getattr(_asyncio.events, "BaseDefaultEventLoopPolicy", None) or getattr(
-    _asyncio.events, "_BaseDefaultEventLoopPolicy"
+# The Unix default policy where there is one (3.11-3.13: it carries the child-watcher API
+# that asyncio.get_child_watcher()/set_child_watcher() go through), else the base one.
+_BasePolicy = (
+    getattr(getattr(_asyncio, "unix_events", None), "_UnixDefaultEventLoopPolicy", None)
+    or getattr(_asyncio.events, "BaseDefaultEventLoopPolicy", None)
+    or getattr(_asyncio.events, "_BaseDefaultEventLoopPolicy")
 )
 
 

@@ -30,7 +30,13 @@ _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
 
 
 def _env_debug():
-    """asyncio's debug-mode default: -X dev, or PYTHONASYNCIODEBUG set."""
+    """asyncio's debug-mode default: -X dev, or PYTHONASYNCIODEBUG set (asked of asyncio
+    itself where it has the function, so patches of it reach ferroloop too)."""
+    from asyncio import coroutines
+
+    probe = getattr(coroutines, "_is_debug_mode", None)
+    if probe is not None:
+        return bool(probe())
     return sys.flags.dev_mode or (
         not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
     )
@@ -182,9 +188,10 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
     def create_future(self):
         return futures.Future(loop=self)
 
-    def create_task(self, coro, *, name=None, context=None, **kwargs):
-        """Schedule a coroutine as a Task. Extra keywords (3.12+: eager_start) go to the
-        Task or the task factory, as on 3.14."""
+    def _create_task_slow(self, coro, *, name=None, context=None, **kwargs):
+        """create_task's general case (the native create_task handles the plain one):
+        a task factory, the x-ray, debug mode, extra keywords (3.12+: eager_start), which go
+        to the Task or the factory as on 3.14."""
         self._check_closed()
         if self._task_factory is None:
             task = tasks.Task(coro, loop=self, name=name, context=context, **kwargs)

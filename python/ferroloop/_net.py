@@ -5,6 +5,7 @@ in `_transports`; TLS reuses asyncio's own `sslproto.SSLProtocol` on top of them
 
 import collections.abc
 import errno
+import io
 import itertools
 import os
 import socket
@@ -543,12 +544,47 @@ class NetworkMixin:
         return await self._sendfile_fallback(transport, file, offset, count)
 
     async def _sendfile_native(self, transport, file, offset, count):
+        """os.sendfile straight on the transport's socket, waiting on the transport's own
+        writable edges (the fd stays registered to it), one loop turn per chunk."""
+        core = getattr(transport, "_core", None)
+        if core is None or not hasattr(core, "_wait_writable"):
+            raise exceptions.SendfileNotAvailableError("not a native socket transport")
+        try:
+            fileno = file.fileno()
+            fsize = os.fstat(fileno).st_size
+        except (AttributeError, io.UnsupportedOperation, OSError) as err:
+            raise exceptions.SendfileNotAvailableError("not a regular file") from err
+        end = offset + count if count else fsize
+        if end <= offset:
+            return 0
         resume = transport.is_reading()
         transport.pause_reading()
-        await transport._make_empty_waiter()
+        await transport._make_empty_waiter()  # what write() buffered goes out first
+        fd = core._sock_fd
+        total = 0
         try:
-            return await self.sock_sendfile(transport._sock, file, offset, count, fallback=False)
+            while offset + total < end:
+                if core._is_closed() or transport.is_closing():
+                    raise ConnectionError("Connection closed by peer")
+                try:
+                    sent = os.sendfile(fd, fileno, offset + total, min(end - offset - total, 0x7FFF_F000))
+                except (BlockingIOError, InterruptedError):
+                    await core._wait_writable()
+                    continue
+                except OSError as exc:
+                    if total == 0 and exc.errno in (errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
+                    if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
+                    raise
+                if sent == 0:
+                    break  # the file ended early
+                total += sent
+                await tasks.sleep(0)
+            return total
         finally:
+            if total > 0:
+                os.lseek(fileno, offset + total, os.SEEK_SET)
             transport._reset_empty_waiter()
             if resume:
                 transport.resume_reading()

@@ -1,6 +1,7 @@
 """`Server`: what create_server / create_unix_server return (asyncio's base_events.Server,
-with 3.12.1+'s wait_closed semantics and 3.13's close_clients/abort_clients)."""
+with the running Python's wait_closed semantics and 3.13's close_clients/abort_clients)."""
 
+import sys
 import weakref
 from asyncio import events, exceptions, tasks, trsock
 
@@ -105,8 +106,15 @@ class Server(events.AbstractServer):
         finally:
             self._serving_forever_fut = None
 
+    # Before 3.12.1 asyncio's wait_closed() returned once close() had run, even with
+    # connections still open; programs written for 3.11 rely on that.
+    _WAIT_FOR_CLIENTS = sys.version_info >= (3, 12, 1)
+
     async def wait_closed(self):
-        """Wait until the server is closed and all its connections are gone."""
+        """Wait until the server is closed and (3.12.1+) all its connections are gone."""
+        if not self._WAIT_FOR_CLIENTS:
+            if self._sockets is None or self._waiters is None:
+                return
         if self._waiters is None:
             return
         waiter = self._loop.create_future()

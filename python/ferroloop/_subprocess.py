@@ -10,8 +10,10 @@ missing (macOS, old kernels) a thread per child blocks in waitpid(pid) instead.
 
 import os
 import subprocess
+import sys
 import threading
-from asyncio import unix_events
+import warnings
+from asyncio import events, unix_events
 from asyncio.log import logger
 
 from ._transports import ReadPipeTransport, WritePipeTransport
@@ -105,6 +107,10 @@ class SubprocessMixin:
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
+        watcher = _user_child_watcher()
+        if watcher is not None:
+            return await self._spawn_with_watcher(watcher, protocol, args, shell, stdin, stdout, stderr,
+                                                  bufsize, extra, **kwargs)
         waiter = self.create_future()
         transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                                       waiter=waiter, extra=extra, **kwargs)
@@ -118,6 +124,31 @@ class SubprocessMixin:
             await transp._wait()
             raise
         return transp
+
+    async def _spawn_with_watcher(self, watcher, protocol, args, shell, stdin, stdout, stderr, bufsize, extra,
+                                  **kwargs):
+        # A program that installed its own child watcher (3.11-3.13) gets asyncio's protocol
+        # with it: checked before the child exists, told about the child, reaping it.
+        with watcher:
+            if not watcher.is_active():
+                raise RuntimeError("asyncio.get_child_watcher() is not activated, "
+                                   "subprocess support is not installed.")
+            waiter = self.create_future()
+            transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
+                                                          bufsize, waiter=waiter, extra=extra, **kwargs)
+            watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
+            try:
+                await waiter
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                transp.close()
+                await transp._wait()
+                raise
+        return transp
+
+    def _child_watcher_callback(self, pid, returncode, transp):
+        self.call_soon_threadsafe(transp._process_exited, returncode)
 
     # -- child exit ------------------------------------------------------------------------
 
@@ -158,3 +189,14 @@ class SubprocessMixin:
                 self.call_soon_threadsafe(transp._process_exited, returncode)
 
         threading.Thread(target=wait, name=f"ferroloop-waitpid-{pid}", daemon=True).start()
+
+
+def _user_child_watcher():
+    """The child watcher set with asyncio.set_child_watcher() (3.11-3.13), if any; pidfds
+    otherwise (and always on 3.14+, where watchers are gone)."""
+    if sys.version_info >= (3, 14):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = events.get_event_loop_policy()
+    return getattr(policy, "_watcher", None)

@@ -112,7 +112,31 @@ def _pipe_mode(pipe):
     return stat.S_ISFIFO(mode), stat.S_ISSOCK(mode), stat.S_ISCHR(mode)
 
 
-class ReadPipeTransport(_FacadeMixin, transports.ReadTransport):
+class _PipeFacadeMixin(_FacadeMixin):
+    def __repr__(self):
+        # asyncio's pipe repr: <... fd=N polling|idle>, "open" once its loop is closed
+        core = self._core
+        info = [type(self).__name__]
+        closed = core._is_closed()
+        if closed:
+            info.append("closed")
+        elif core.is_closing():
+            info.append("closing")
+        info.append(f"fd={core._sock_fd}")
+        if closed:
+            info.append("closed")
+        elif self._loop.is_closed():
+            info.append("open")
+        elif isinstance(self, ReadPipeTransport):
+            info.append("polling" if core.is_reading() else "idle")
+        else:
+            size = core.get_write_buffer_size()
+            info.append("polling" if size else "idle")
+            info.append(f"bufsize={size}")
+        return "<{}>".format(" ".join(info))
+
+
+class ReadPipeTransport(_PipeFacadeMixin, transports.ReadTransport):
     """The read end of a pipe (asyncio's _UnixReadPipeTransport)."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
@@ -141,7 +165,7 @@ class ReadPipeTransport(_FacadeMixin, transports.ReadTransport):
         return None if self._core._is_closed() else self._sock
 
 
-class WritePipeTransport(_FacadeMixin, transports.WriteTransport):
+class WritePipeTransport(_PipeFacadeMixin, transports.WriteTransport):
     """The write end of a pipe (asyncio's _UnixWritePipeTransport), with flow control."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
@@ -178,7 +202,7 @@ class WritePipeTransport(_FacadeMixin, transports.WriteTransport):
         return None if self._core._is_closed() else self._sock
 
 
-class DatagramTransport(_FacadeMixin, transports.DatagramTransport):
+class DatagramTransport(_FacadeMixin, transports.DatagramTransport, transports.Transport):
     """A UDP or Unix datagram transport (asyncio's _SelectorDatagramTransport)."""
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):

@@ -127,6 +127,8 @@ struct State {
     /// EOF is still to be read.
     hup: bool,
     empty_waiter: Option<Py<PyAny>>,
+    /// A future resolved at the next writable edge (loop.sendfile waits on it after EAGAIN).
+    writable_waiter: Option<Py<PyAny>>,
 }
 
 impl State {
@@ -193,6 +195,10 @@ impl StreamTransport {
             }
             if bits & WRITE != 0 && me.kind == Kind::Socket {
                 Self::flush(slf)?;
+                let waiter = me.st.borrow_mut(py)?.writable_waiter.take();
+                if let Some(w) = waiter {
+                    py_side(py)?.call_method1(intern!(py, "set_result_unless_done"), (w, py.None()))?;
+                }
             }
             Ok(())
         })
@@ -565,7 +571,7 @@ impl StreamTransport {
     fn call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let (protocol, sock, server, facade, key, receiver, waiter) = {
+        let (protocol, sock, server, facade, key, receiver, waiter, writable) = {
             let mut st = me.st.borrow_mut(py)?;
             (
                 st.protocol.take(),
@@ -575,9 +581,16 @@ impl StreamTransport {
                 st.key.take(),
                 st.receiver.take(),
                 st.empty_waiter.take(),
+                st.writable_waiter.take(),
             )
         };
-        drop((receiver, waiter));
+        drop(waiter);
+        drop(receiver);
+        if let Some(w) = writable {
+            // a sendfile waiting for room: the connection is gone
+            let exc = pyo3::exceptions::PyConnectionError::new_err("Connection lost").into_value(py);
+            py_side(py)?.call_method1(intern!(py, "set_exception_unless_done"), (w, exc))?;
+        }
         if let Some(key) = key {
             // Before the fd is closed, so a reused fd number is never confused with ours.
             me.core_loop().deregister(py, key, me.fd)?;
@@ -686,6 +699,7 @@ impl StreamTransport {
                     readable: false,
                     hup: false,
                     empty_waiter: None,
+                    writable_waiter: None,
                 }),
             },
         )?;
@@ -956,6 +970,15 @@ impl StreamTransport {
         Ok(waiter.unbind())
     }
 
+    /// A future resolved when the socket next becomes writable (an edge after EAGAIN).
+    fn _wait_writable(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let waiter = slf.get().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
+        let old = slf.get().st.borrow_mut(py)?.writable_waiter.replace(waiter.clone().unbind());
+        drop(old);
+        Ok(waiter.unbind())
+    }
+
     fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
         let old = self.st.borrow_mut(py)?.empty_waiter.take();
         drop(old);
@@ -989,6 +1012,7 @@ impl StreamTransport {
             visit.call(&st.server)?;
             visit.call(&st.context)?;
             visit.call(&st.empty_waiter)?;
+            visit.call(&st.writable_waiter)?;
             match &st.receiver {
                 Some(Receiver::Data(f)) => visit.call(f)?,
                 Some(Receiver::Buffered { get_buffer, buffer_updated }) => {
