@@ -319,13 +319,7 @@ class Redis:
             self.dir = None
 
 
-# -- ferroloop features that may not have landed yet ----------------------------------------
-
-def ferroloop_lacks(*methods):
-    """True when ferroloop.Loop still inherits asyncio.AbstractEventLoop's NotImplemented
-    stub for one of these methods."""
-    return any(getattr(ferroloop.Loop, m) is getattr(asyncio.AbstractEventLoop, m) for m in methods)
-
+# -- marking a finding ----------------------------------------------------------------------
 
 def ferroloop_xfail(reason, condition=True):
     """Parameters for ``arun`` with the ferroloop case marked xfail(strict=True)."""

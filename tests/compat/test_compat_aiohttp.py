@@ -11,7 +11,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from .compatlib import ferroloop_xfail
 
 MB = 1024 * 1024
 
@@ -168,10 +167,9 @@ def test_streamed_download_5mb(arun):
     arun(main)
 
 
-@ferroloop_xfail("FINDINGS.md F1: loop.sendfile() on a transport fails once the socket "
-                 "buffer fills (RuntimeError: fd is used by transport)")
 def test_file_response_download_5mb(arun, tmp_path):
-    """web.FileResponse: aiohttp sends the file with loop.sendfile() (os.sendfile)."""
+    """web.FileResponse: aiohttp sends the file with loop.sendfile() (os.sendfile).
+    (FINDINGS.md F1, fixed.)"""
     async def main():
         async with AiohttpServer(new_state(tmp_path)) as srv, aiohttp.ClientSession() as s:
             await download(s, srv.url + "/file")

@@ -6,7 +6,7 @@ and test suites that keep a reference to a closed loop (a fixture, a traceback, 
 import asyncio
 import sys
 
-from .compatlib import ferroloop_xfail, open_fds
+from .compatlib import open_fds
 
 
 async def echo_roundtrip():
@@ -24,9 +24,8 @@ async def echo_roundtrip():
         await writer.wait_closed()
 
 
-@ferroloop_xfail("FINDINGS.md F2: loop.close() keeps the loop's eventfd (mio waker) open "
-                 "until the loop object is garbage-collected")
 def test_close_releases_fds_while_referenced(arun):
+    """(FINDINGS.md F2, fixed.)"""
     before = open_fds()
     loop = arun.factory()
     try:
@@ -40,12 +39,10 @@ def test_close_releases_fds_while_referenced(arun):
     assert loop.is_closed()
 
 
-@ferroloop_xfail("FINDINGS.md F3: Server.wait_closed() has 3.12.1+ semantics on 3.11 too "
-                 "(waits for open connections); `async with server:` blocks where 3.11's "
-                 "asyncio returns", condition=sys.version_info < (3, 12, 1))
 def test_server_wait_closed_with_a_connection_open(arun):
     """asyncio's own rule for the running Python: until 3.12.0 wait_closed() returns once
-    the listening sockets are closed; from 3.12.1 it also waits for every connection."""
+    the listening sockets are closed; from 3.12.1 it also waits for every connection.
+    (FINDINGS.md F3, fixed.)"""
     async def main():
         accepted = []
         made = asyncio.Event()

@@ -14,14 +14,9 @@ import sys
 import anyio
 import pytest
 
-from .compatlib import ferroloop_lacks, ferroloop_xfail, open_fds, pid_gone, zombie_children
+from .compatlib import open_fds, pid_gone, zombie_children
 
 MB = 1024 * 1024
-
-NO_SUBPROCESS = ferroloop_lacks("subprocess_exec", "subprocess_shell")
-NO_PIPES = ferroloop_lacks("connect_read_pipe", "connect_write_pipe")
-subprocess_xfail = ferroloop_xfail("subprocess not yet on ferroloop", NO_SUBPROCESS)
-pipes_xfail = ferroloop_xfail("subprocess not yet on ferroloop (pipes)", NO_PIPES)
 
 
 def blob(n, seed=b"subprocess"):
@@ -53,7 +48,6 @@ class Accounting:
         return False
 
 
-@subprocess_xfail
 def test_cat_echoes_10mb(arun):
     data = blob(10 * MB)
 
@@ -94,7 +88,6 @@ def test_cat_echoes_10mb(arun):
     arun(main)
 
 
-@subprocess_xfail
 def test_shell_env_cwd_and_exit_codes(arun, tmp_path):
     async def main():
         async with Accounting():
@@ -125,7 +118,6 @@ def test_shell_env_cwd_and_exit_codes(arun, tmp_path):
     arun(main)
 
 
-@subprocess_xfail
 def test_program_not_found(arun, tmp_path):
     not_executable = tmp_path / "not-executable"
     not_executable.write_text("#!/bin/sh\necho no\n")
@@ -145,7 +137,6 @@ def test_program_not_found(arun, tmp_path):
 
 # -- faults --------------------------------------------------------------------------------
 
-@subprocess_xfail
 def test_child_dies_early(arun):
     """The child exits before reading its stdin: writing to it fails with asyncio's
     exception; its output up to that point is intact; the exit code is right."""
@@ -183,7 +174,6 @@ def test_child_dies_early(arun):
     arun(main)
 
 
-@subprocess_xfail
 def test_killed_mid_write_and_mid_read(arun):
     async def main():
         async with Accounting():
@@ -239,7 +229,6 @@ class PipeProto(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
-@pipes_xfail
 def test_pipe_closed_by_peer(arun):
     async def main():
         loop = asyncio.get_running_loop()
@@ -274,17 +263,13 @@ def test_pipe_closed_by_peer(arun):
 
             # StreamReader over a pipe whose writer is a child that dies
             r, w = os.pipe()
-            child = await asyncio.create_subprocess_exec("sh", "-c", "printf abc; kill -9 $$", stdout=w) \
-                if not NO_SUBPROCESS else None
+            child = await asyncio.create_subprocess_exec("sh", "-c", "printf abc; kill -9 $$", stdout=w)
             os.close(w)
             reader = asyncio.StreamReader()
             transport, _ = await loop.connect_read_pipe(
                 lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(r, "rb", buffering=0))
-            if child is not None:
-                assert await reader.read() == b"abc"
-                assert await child.wait() == -signal.SIGKILL
-            else:
-                assert await reader.read() == b""
+            assert await reader.read() == b"abc"
+            assert await child.wait() == -signal.SIGKILL
             transport.close()
 
     arun(main)
@@ -292,7 +277,6 @@ def test_pipe_closed_by_peer(arun):
 
 # -- a library on top: anyio's process API ------------------------------------------------------
 
-@subprocess_xfail
 def test_anyio_processes(arun):
     async def main():
         async with Accounting():
