@@ -1,0 +1,1 @@
+"""ferroloop benchmark race: see benchmarks/README.md."""

@@ -1,0 +1,315 @@
+//! Echo load client for ferroloop's network benchmarks.
+//!
+//! One single-threaded mio program drives every loop's server the same way, so only the
+//! server's event loop differs between runs (the runner pins this client to one core and the
+//! server to the other). Each connection keeps exactly one message in flight: send `size`
+//! bytes, wait until `size` bytes came back, record the round trip, repeat. Bounded by a
+//! duration and a message count; prints one JSON object on stdout.
+//!
+//!   ferroloop-bench-client tcp  --addr 127.0.0.1:8000 --size 1024 --conns 50 --duration 3
+//!   ferroloop-bench-client unix --addr /tmp/echo.sock --size 1024 --conns 1 --duration 3
+//!   ferroloop-bench-client udp  --addr 127.0.0.1:8000 --size 1024 --conns 1 --duration 3
+
+use mio::net::{TcpStream, UdpSocket, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::process::exit;
+use std::time::{Duration, Instant};
+
+struct Args {
+    mode: String,
+    addr: String,
+    size: usize,
+    conns: usize,
+    duration: f64,
+    max_msgs: u64,
+    // UDP: a datagram not answered within this is counted lost and the next one sent.
+    udp_timeout: f64,
+}
+
+fn fail(msg: &str) -> ! {
+    println!("{{\"error\": {}}}", json_str(msg));
+    exit(1)
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let mode = it.next().unwrap_or_else(|| fail("usage: MODE (tcp|unix|udp) --addr A [--size N] [--conns N] [--duration S] [--max-msgs N]"));
+    let mut a = Args {
+        mode,
+        addr: String::new(),
+        size: 1024,
+        conns: 1,
+        duration: 3.0,
+        max_msgs: 10_000_000,
+        udp_timeout: 0.2,
+    };
+    while let Some(flag) = it.next() {
+        let val = it.next().unwrap_or_else(|| fail(&format!("{flag} needs a value")));
+        let bad = || -> ! { fail(&format!("bad value for {flag}: {val}")) };
+        match flag.as_str() {
+            "--addr" => a.addr = val.clone(),
+            "--size" => a.size = val.parse().unwrap_or_else(|_| bad()),
+            "--conns" => a.conns = val.parse().unwrap_or_else(|_| bad()),
+            "--duration" => a.duration = val.parse().unwrap_or_else(|_| bad()),
+            "--max-msgs" => a.max_msgs = val.parse().unwrap_or_else(|_| bad()),
+            "--udp-timeout" => a.udp_timeout = val.parse().unwrap_or_else(|_| bad()),
+            _ => fail(&format!("unknown flag {flag}")),
+        }
+    }
+    if a.addr.is_empty() || a.size == 0 || a.conns == 0 {
+        fail("--addr is required; --size and --conns must be > 0");
+    }
+    if a.mode == "udp" && a.size > 65_000 {
+        fail("udp messages must fit one datagram");
+    }
+    a
+}
+
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Udp(UdpSocket),
+}
+
+impl Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+            Sock::Udp(s) => s.recv(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+            Sock::Udp(s) => s.send(buf),
+        }
+    }
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Sock::Tcp(s) => s,
+            Sock::Unix(s) => s,
+            Sock::Udp(s) => s,
+        }
+    }
+}
+
+struct Conn {
+    sock: Sock,
+    sent: usize,     // bytes of the current message written
+    got: usize,      // bytes of the current message echoed back
+    started: Instant, // when the current message was begun
+    active: bool,    // a message is in flight
+}
+
+struct Stats {
+    done: u64,
+    lost: u64,
+    errors: u64,
+    lat_ns: Vec<u64>,
+}
+
+fn connect(args: &Args) -> Sock {
+    let timeout = Duration::from_secs(5);
+    match args.mode.as_str() {
+        "tcp" => {
+            let addr: SocketAddr = args.addr.parse().unwrap_or_else(|_| fail("bad --addr"));
+            let s = std::net::TcpStream::connect_timeout(&addr, timeout)
+                .unwrap_or_else(|e| fail(&format!("connect {addr}: {e}")));
+            s.set_nodelay(true).ok();
+            s.set_nonblocking(true).unwrap();
+            Sock::Tcp(TcpStream::from_std(s))
+        }
+        "unix" => {
+            let s = std::os::unix::net::UnixStream::connect(&args.addr)
+                .unwrap_or_else(|e| fail(&format!("connect {}: {e}", args.addr)));
+            s.set_nonblocking(true).unwrap();
+            Sock::Unix(UnixStream::from_std(s))
+        }
+        "udp" => {
+            let addr: SocketAddr = args.addr.parse().unwrap_or_else(|_| fail("bad --addr"));
+            let local: SocketAddr = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().unwrap();
+            let s = std::net::UdpSocket::bind(local).unwrap_or_else(|e| fail(&format!("bind: {e}")));
+            s.connect(addr).unwrap_or_else(|e| fail(&format!("connect {addr}: {e}")));
+            s.set_nonblocking(true).unwrap();
+            Sock::Udp(UdpSocket::from_std(s))
+        }
+        m => fail(&format!("unknown mode {m}")),
+    }
+}
+
+/// Drive one connection as far as it goes without blocking. Returns false on a fatal error.
+fn progress(c: &mut Conn, msg: &[u8], rbuf: &mut [u8], stats: &mut Stats, may_start: &dyn Fn(u64) -> bool, dgram: bool) -> bool {
+    let size = msg.len();
+    loop {
+        if !c.active {
+            return true;
+        }
+        let mut wrote_blocked = false;
+        while c.sent < size {
+            match c.sock.write(&msg[c.sent..]) {
+                Ok(n) => c.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wrote_blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        let _ = wrote_blocked;
+        loop {
+            match c.sock.read(rbuf) {
+                Ok(0) if !dgram => return false, // server closed
+                Ok(n) => {
+                    // A datagram is a whole message; a late reply to a message already
+                    // counted lost is dropped by the size check below only if it is short.
+                    c.got += n;
+                    if dgram {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if c.got < size {
+            return true;
+        }
+        if c.got > size {
+            return false; // more echoed than sent: broken server
+        }
+        let now = Instant::now();
+        stats.lat_ns.push((now - c.started).as_nanos() as u64);
+        stats.done += 1;
+        if may_start(stats.done) {
+            c.sent = 0;
+            c.got = 0;
+            c.started = now;
+        } else {
+            c.active = false;
+        }
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn main() {
+    let args = parse_args();
+    let dgram = args.mode == "udp";
+    let msg: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut rbuf = vec![0u8; 256 * 1024];
+    let mut poll = Poll::new().unwrap();
+    let mut conns: Vec<Conn> = Vec::with_capacity(args.conns);
+    for i in 0..args.conns {
+        let mut sock = connect(&args);
+        poll.registry()
+            .register(sock.source(), Token(i), Interest::READABLE | Interest::WRITABLE)
+            .unwrap();
+        conns.push(Conn { sock, sent: 0, got: 0, started: Instant::now(), active: true });
+    }
+    let mut stats = Stats { done: 0, lost: 0, errors: 0, lat_ns: Vec::with_capacity(1 << 20) };
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(args.duration);
+    // In-flight messages get this long to finish after the deadline, then are abandoned.
+    let grace = deadline + Duration::from_secs(5);
+    let max = args.max_msgs;
+    let may_start = move |done: u64| done < max && Instant::now() < deadline;
+    let udp_timeout = Duration::from_secs_f64(args.udp_timeout);
+
+    for c in conns.iter_mut() {
+        c.started = Instant::now();
+        if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram) {
+            stats.errors += 1;
+            c.active = false;
+        }
+    }
+    let mut events = Events::with_capacity(1024);
+    loop {
+        let now = Instant::now();
+        let active = conns.iter().filter(|c| c.active).count();
+        if active == 0 || now >= grace {
+            break;
+        }
+        let wait = if now < deadline { (deadline - now).min(Duration::from_millis(50)) } else { Duration::from_millis(50) };
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                fail(&format!("poll: {e}"));
+            }
+        }
+        for ev in events.iter() {
+            let c = &mut conns[ev.token().0];
+            if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram) {
+                stats.errors += 1;
+                c.active = false;
+            }
+        }
+        if dgram {
+            let now = Instant::now();
+            for c in conns.iter_mut().filter(|c| c.active && now - c.started > udp_timeout) {
+                stats.lost += 1;
+                if may_start(stats.done) {
+                    c.sent = 0;
+                    c.got = 0;
+                    c.started = now;
+                    if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram) {
+                        stats.errors += 1;
+                        c.active = false;
+                    }
+                } else {
+                    c.active = false;
+                }
+            }
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let unfinished = conns.iter().filter(|c| c.active).count();
+    let mut lat = std::mem::take(&mut stats.lat_ns);
+    lat.sort_unstable();
+    let mean_us = if lat.is_empty() { 0.0 } else { lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1000.0 };
+    println!(
+        "{{\"mode\": {}, \"size\": {}, \"conns\": {}, \"msgs\": {}, \"secs\": {:.6}, \"msgs_per_sec\": {:.1}, \
+         \"mib_per_sec\": {:.3}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"mean_us\": {:.1}, \"lost\": {}, \
+         \"errors\": {}, \"unfinished\": {}}}",
+        json_str(&args.mode),
+        args.size,
+        args.conns,
+        stats.done,
+        elapsed,
+        stats.done as f64 / elapsed,
+        stats.done as f64 * args.size as f64 / elapsed / (1024.0 * 1024.0),
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        mean_us,
+        stats.lost,
+        stats.errors,
+        unfinished
+    );
+    if stats.errors > 0 && stats.done == 0 {
+        exit(1);
+    }
+}

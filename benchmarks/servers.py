@@ -1,0 +1,116 @@
+"""The servers of the network benchmarks, written against the public asyncio API only.
+
+`start(kind, addr)` starts one on the running loop and returns where it listens
+("host:port" or a Unix path). The load comes from outside (the Rust client or wrk).
+"""
+
+import asyncio
+
+HTTP_BODY = b"Hello, World!"
+HTTP_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+    + str(len(HTTP_BODY)).encode()
+    + b"\r\n\r\n"
+    + HTTP_BODY
+)
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+async def stream_echo(reader, writer):
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+class UDPEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+class HttpProtocol(asyncio.Protocol):
+    """Minimal HTTP/1.1 keep-alive: answers each complete GET head with a fixed 200."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buf = b""
+
+    def data_received(self, data):
+        buf = self.buf + data if self.buf else data
+        n = buf.count(b"\r\n\r\n")
+        if n:
+            self.transport.write(HTTP_RESPONSE * n)
+            buf = buf[buf.rfind(b"\r\n\r\n") + 4:]
+        self.buf = buf
+
+
+def _hostport(addr):
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _bound(server):
+    sockname = server.sockets[0].getsockname()
+    if isinstance(sockname, str):
+        return sockname
+    return f"{sockname[0]}:{sockname[1]}"
+
+
+async def _aiohttp(host, port):
+    from aiohttp import web
+
+    async def hello(request):
+        return web.Response(text="Hello, World!")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    sockname = runner.addresses[0]
+    return f"{sockname[0]}:{sockname[1]}"
+
+
+async def start(kind, addr):
+    loop = asyncio.get_running_loop()
+    if kind == "tcp_proto":
+        host, port = _hostport(addr)
+        server = await loop.create_server(EchoProtocol, host, port, backlog=1024)
+    elif kind == "tcp_stream":
+        host, port = _hostport(addr)
+        server = await asyncio.start_server(stream_echo, host, port, backlog=1024)
+    elif kind == "unix_proto":
+        server = await loop.create_unix_server(EchoProtocol, addr, backlog=1024)
+    elif kind == "unix_stream":
+        server = await asyncio.start_unix_server(stream_echo, addr, backlog=1024)
+    elif kind == "http":
+        host, port = _hostport(addr)
+        server = await loop.create_server(HttpProtocol, host, port, backlog=1024)
+    elif kind == "udp":
+        host, port = _hostport(addr)
+        transport, _ = await loop.create_datagram_endpoint(UDPEcho, local_addr=(host, port))
+        sockname = transport.get_extra_info("sockname")
+        return f"{sockname[0]}:{sockname[1]}"
+    elif kind == "aiohttp":
+        return await _aiohttp(*_hostport(addr))
+    else:
+        raise ValueError(f"unknown server kind {kind!r}")
+    return _bound(server)
