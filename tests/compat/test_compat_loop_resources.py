@@ -6,7 +6,7 @@ and test suites that keep a reference to a closed loop (a fixture, a traceback, 
 import asyncio
 import sys
 
-from .compatlib import open_fds
+from .compatlib import ferroloop_xfail, open_fds
 
 
 async def echo_roundtrip():
@@ -67,5 +67,26 @@ def test_server_wait_closed_with_a_connection_open(arun):
             writer.close()
             await writer.wait_closed()
             await asyncio.wait_for(waiting, 5)
+
+    arun(main)
+
+
+@ferroloop_xfail("FINDINGS.md F4: a Handle kept from an exception-handler context loses its "
+                 "repr (<Handle>) once the callback has run")
+def test_handle_in_error_context_keeps_its_repr(arun):
+    """Error-reporting code (Sentry-style handlers, logging in a queue) keeps the context
+    and formats it later: asyncio's Handle still names its callback then."""
+    def boom():
+        1 / 0
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        kept = []
+        loop.set_exception_handler(lambda lp, ctx: kept.append(ctx))
+        loop.call_soon(boom)
+        await asyncio.sleep(0.01)
+        loop.set_exception_handler(None)
+        assert len(kept) == 1 and isinstance(kept[0]["exception"], ZeroDivisionError)
+        assert "boom()" in repr(kept[0]["handle"]), repr(kept[0]["handle"])
 
     arun(main)
