@@ -239,6 +239,11 @@ pub(crate) fn run_handle(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> 
         if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
             return Err(err);
         }
+        // The handle may outlive this in the error context (a handler that keeps it): keep
+        // its repr, since the callback is released once the handle has run.
+        let repr = helpers(py)?.call_method1(pyo3::intern!(py, "handle_repr"), (h,))?.unbind();
+        let old = h.get().cb.borrow_mut(py)?.repr.replace(repr);
+        drop(old);
         helpers(py)?.call_method1(pyo3::intern!(py, "report_callback_error"), (h, err.into_value(py)))?;
     }
     Ok(())

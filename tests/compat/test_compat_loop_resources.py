@@ -6,7 +6,7 @@ and test suites that keep a reference to a closed loop (a fixture, a traceback, 
 import asyncio
 import sys
 
-from .compatlib import ferroloop_xfail, open_fds
+from .compatlib import open_fds
 
 
 async def echo_roundtrip():
@@ -71,8 +71,6 @@ def test_server_wait_closed_with_a_connection_open(arun):
     arun(main)
 
 
-@ferroloop_xfail("FINDINGS.md F4: a Handle kept from an exception-handler context loses its "
-                 "repr (<Handle>) once the callback has run")
 def test_handle_in_error_context_keeps_its_repr(arun):
     """Error-reporting code (Sentry-style handlers, logging in a queue) keeps the context
     and formats it later: asyncio's Handle still names its callback then."""
