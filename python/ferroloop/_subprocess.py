@@ -34,30 +34,23 @@ class SubprocessMixin:
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Read from a pipe (or FIFO, socket, tty) through a protocol."""
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = self._make_read_pipe_transport(pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        if self.get_debug():
-            logger.debug("Read pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
-        return transport, protocol
+        return await self._connect_pipe(self._make_read_pipe_transport, protocol_factory, pipe, "Read")
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Write to a pipe (or FIFO, socket, tty) through a protocol, with flow control."""
+        return await self._connect_pipe(self._make_write_pipe_transport, protocol_factory, pipe, "Write")
+
+    async def _connect_pipe(self, make_transport, protocol_factory, pipe, end):
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = self._make_write_pipe_transport(pipe, protocol, waiter)
+        transport = make_transport(pipe, protocol, waiter)
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
         if self.get_debug():
-            logger.debug("Write pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
+            logger.debug("%s pipe %r connected: (%r, %r)", end, pipe.fileno(), transport, protocol)
         return transport, protocol
 
     # -- subprocesses --------------------------------------------------------------------

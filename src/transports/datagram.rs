@@ -466,13 +466,7 @@ impl DatagramTransport {
         )?;
         let key = core.register(py, fd, Source::Datagram(transport.clone_ref(py)))?;
         transport.get().st.borrow_mut(py)?.key = Some(key);
-        let bound = transport.bind(py);
-        CoreLoop::call_soon_native(r#loop, protocol.getattr(intern!(py, "connection_made"))?, PyTuple::new(py, [facade])?, None)?;
-        CoreLoop::call_soon_native(r#loop, bound.getattr(intern!(py, "_start_reading"))?, PyTuple::empty(py), None)?;
-        if let Some(waiter) = waiter {
-            let setter = py_side(py)?.getattr(intern!(py, "set_result_unless_done"))?;
-            CoreLoop::call_soon_native(r#loop, setter, PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?, None)?;
-        }
+        super::schedule_start(r#loop, protocol, &facade, transport.bind(py).as_any(), waiter)?;
         Ok(transport)
     }
 

@@ -14,7 +14,10 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyModule};
+use pyo3::intern;
+use pyo3::types::{PyBytes, PyModule, PyTuple};
+
+use crate::event_loop::CoreLoop;
 
 pub(crate) type Readiness = u8;
 pub(crate) const READ: Readiness = 1;
@@ -288,4 +291,24 @@ pub(crate) fn in_context<R>(py: Python<'_>, ctx: &Py<PyAny>, f: impl FnOnce() ->
 pub(crate) fn is_fatal_to_loop(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
         || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+}
+
+/// What asyncio does when a transport is born, in its order: `connection_made`, then
+/// reading starts, then the creator's waiter is woken — each in a later callback, so the
+/// protocol sees `connection_made` before any data.
+pub(crate) fn schedule_start(
+    r#loop: &Bound<'_, CoreLoop>,
+    protocol: &Bound<'_, PyAny>,
+    facade: &Bound<'_, PyAny>,
+    transport: &Bound<'_, PyAny>,
+    waiter: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = r#loop.py();
+    CoreLoop::call_soon_native(r#loop, protocol.getattr(intern!(py, "connection_made"))?, PyTuple::new(py, [facade])?, None)?;
+    CoreLoop::call_soon_native(r#loop, transport.getattr(intern!(py, "_start_reading"))?, PyTuple::empty(py), None)?;
+    if let Some(waiter) = waiter {
+        let setter = py_side(py)?.getattr(intern!(py, "set_result_unless_done"))?;
+        CoreLoop::call_soon_native(r#loop, setter, PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?, None)?;
+    }
+    Ok(())
 }
