@@ -1,0 +1,141 @@
+"""The expectations file: every test on the candidate loop that does not pass, and why.
+
+One line per test: `<test id>  <category>  <reason>`; `#` starts a comment. Categories:
+
+  private        permanent: the test inspects CPython's private internals (a `_selector`, a
+                 private method of BaseEventLoop, a mock of a stdlib module's internals)
+  todo-issue-N   temporary: a feature that issue N brings is not implemented yet
+  bug            temporary: a real difference in behaviour, written up in FINDINGS.md
+
+`check` fails on a test that is on the candidate and does not pass but is not listed, on a
+listed test that passes (the list only shrinks), and on entries with another category.
+`refresh` rewrites the file from a run, keeping the reasons already written.
+"""
+
+import os
+import re
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PATH = os.path.join(HERE, "expectations.txt")
+
+CATEGORY_RE = re.compile(r"^(private|bug|todo-issue-\d+)$")
+NOT_PASSING = ("failed", "hung", "crashed")
+
+# AbstractEventLoop methods that raise NotImplementedError until an issue lands: used by
+# `refresh` to classify new entries. Anything else is left `unclassified` for a human.
+WAITING_ON = {
+    3: {
+        "create_connection", "create_server", "create_unix_connection", "create_unix_server",
+        "connect_accepted_socket", "create_datagram_endpoint", "sendfile", "sock_recv",
+        "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into", "sock_sendall", "sock_sendto",
+        "sock_connect", "sock_accept", "sock_sendfile",
+    },
+    4: {"start_tls", "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell"},
+}
+
+HEADER = """\
+# ferroloop's expected non-passes in CPython's test.test_asyncio (see conformance/README.md).
+# Every test that ran on ferroloop and does not pass, one a line: <test id> <category> <reason>
+#   private       permanent: the test inspects CPython's private internals
+#   todo-issue-N  temporary: waits on a feature of issue N (networking 3, TLS/pipes/subprocesses 4)
+#   bug           temporary: a behavioural difference, see conformance/FINDINGS.md
+# CI fails on an unlisted failure and on a listed test that passes, so this list only shrinks.
+# Rewrite it from a run with `python -m conformance refresh` (existing reasons are kept).
+"""
+
+
+class Entry:
+    __slots__ = ("test", "category", "reason")
+
+    def __init__(self, test, category, reason):
+        self.test, self.category, self.reason = test, category, reason
+
+    def line(self, width):
+        return f"{self.test:<{width}}  {self.category:<13} {self.reason}".rstrip()
+
+
+def load(path=DEFAULT_PATH):
+    entries = {}
+    if not os.path.exists(path):
+        return entries
+    with open(path) as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split(None, 2)
+            if len(parts) < 2:
+                raise ValueError(f"{path}:{n}: expected '<test id> <category> <reason>'")
+            test, category = parts[0], parts[1]
+            entries[test] = Entry(test, category, parts[2] if len(parts) > 2 else "")
+    return entries
+
+
+def save(entries, path=DEFAULT_PATH):
+    width = max((len(e.test) for e in entries.values()), default=0)
+    with open(path, "w") as f:
+        f.write(HEADER)
+        module = None
+        for test in sorted(entries):
+            this_module = test.split(".")[0]
+            if this_module != module:
+                f.write("\n")
+                module = this_module
+            f.write(entries[test].line(width) + "\n")
+
+
+def on_candidate(rec):
+    return bool(rec.get("created") or rec.get("ran"))
+
+
+def compare(results, entries):
+    """-> dict of lists: unexpected_failures, unexpected_passes, bad_entries, warnings."""
+    tests = results["tests"]
+    out = {"unexpected_failures": [], "unexpected_passes": [], "bad_entries": [], "warnings": []}
+    for test, rec in sorted(tests.items()):
+        listed = entries.get(test)
+        if rec["outcome"] in NOT_PASSING:
+            if listed is None:
+                if on_candidate(rec):
+                    out["unexpected_failures"].append((test, rec))
+                else:
+                    out["warnings"].append(f"{test}: {rec['outcome']} without the candidate loop (not gated)")
+        elif rec["outcome"] == "passed" and listed is not None:
+            out["unexpected_passes"].append((test, rec))
+        elif rec["outcome"] == "skipped" and listed is not None:
+            out["warnings"].append(f"{test}: listed but skipped in this run")
+    for entry in entries.values():
+        if not CATEGORY_RE.match(entry.category):
+            out["bad_entries"].append(f"{entry.test}: category {entry.category!r} (classify it: private, bug or todo-issue-N)")
+        elif not entry.reason:
+            out["bad_entries"].append(f"{entry.test}: no reason given")
+    return out
+
+
+def guess(rec):
+    """A category and reason for a new entry, from what the failure shows."""
+    method = rec.get("unimplemented")
+    if method:
+        for issue, methods in WAITING_ON.items():
+            if method in methods:
+                return f"todo-issue-{issue}", f"loop.{method}() not implemented yet"
+    last = (rec.get("detail") or "").strip().splitlines()
+    return "unclassified", (last[-1] if last else rec["outcome"])[:160]
+
+
+def refresh(results, entries, *, prune=False):
+    """New entries for the run's unexpected failures, entries of passing tests dropped;
+    with prune, entries for tests the run did not see are dropped too (full runs only)."""
+    tests = results["tests"]
+    new = {}
+    for test, entry in entries.items():
+        rec = tests.get(test)
+        if rec is None:
+            if not prune:
+                new[test] = entry
+        elif rec["outcome"] in NOT_PASSING or rec["outcome"] == "skipped":
+            new[test] = entry
+    for test, rec in tests.items():
+        if test not in new and rec["outcome"] in NOT_PASSING and on_candidate(rec):
+            new[test] = Entry(test, *guess(rec))
+    return new
