@@ -15,6 +15,9 @@ from .worker import PREFIX
 
 MAX_RESTARTS = 20  # per module: a module whose tests keep hanging is given up after this
 
+# The longest modules start first, so that with several jobs none is left running alone.
+LONG_FIRST = ("test_tasks", "test_ssl", "test_subprocess", "test_events", "test_taskgroups")
+
 
 def all_modules():
     """Every test module of the running interpreter's test.test_asyncio, sorted."""
@@ -38,14 +41,20 @@ def _read_events(path):
     return events
 
 
-def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path, only=None):
+def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path, only=None, deadline=None):
     """Run one module; restart it past each test that hangs or crashes the process.
 
-    Returns (tests: {id: record}, info: {...}).
+    `deadline` (time.monotonic()) is the whole run's budget. Returns (tests: {id: record},
+    info: {"status": "ok" | "incomplete" | "error" | "not run", ...}).
     """
     tests = {}
     info = {"restarts": 0, "status": "ok", "notes": []}
     t0 = time.monotonic()
+    end = t0 + module_timeout if deadline is None else min(t0 + module_timeout, deadline)
+    if end <= t0:
+        info.update(status="not run", duration=0.0)
+        info["notes"].append("the run's time budget was spent before this module started")
+        return tests, info
     os.makedirs(workdir, exist_ok=True)
     exclude_path = os.path.join(workdir, "exclude.txt")
     only_path = None
@@ -81,12 +90,13 @@ def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path,
             )
             killed = False
             try:
-                proc.wait(timeout=max(1.0, module_timeout - (time.monotonic() - t0)))
+                proc.wait(timeout=max(1.0, end - time.monotonic()))
             except subprocess.TimeoutExpired:
                 killed = True
                 _kill_group(proc)
             events = _read_events(events_path)
             started = None
+            main_thread = None
             seen = {"created": 0, "ran": False}
             done = False
             for ev in events:
@@ -103,13 +113,17 @@ def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path,
                         started = None
                 elif ev["ev"] == "begin":
                     info["loop_type"] = ev["loop_type"]
+                    main_thread = ev.get("main_thread")
                 elif ev["ev"] == "done":
                     done = True
             hang_text = _read_text(hang_path)
+            if hang_text:
+                log.write(f"\n=== stacks at the time limit ({timeout:.0f}s a test)\n{hang_text}")
+                log.flush()
             if done and proc.returncode == 0:
                 break
             if killed:
-                why = f"module time limit ({module_timeout:.0f}s) reached"
+                why = "module time limit or the run's budget reached"
             elif hang_text:
                 why = f"test time limit ({timeout:.0f}s) reached"
             else:
@@ -118,7 +132,7 @@ def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path,
                 outcome = "hung" if (killed or hang_text) else "crashed"
                 tests[started] = {
                     "outcome": outcome, "duration": None, **seen,
-                    "detail": why + _hang_summary(hang_text), "unimplemented": None,
+                    "detail": why + _hang_summary(hang_text, main_thread), "unimplemented": None,
                 }
                 info["notes"].append(f"{started}: {outcome} ({why})")
             else:
@@ -146,14 +160,16 @@ def _read_text(path):
         return ""
 
 
-def _hang_summary(text):
-    """The innermost frames of the main thread from a faulthandler dump."""
+def _hang_summary(text, main_thread):
+    """The innermost frames of the main thread (where the test waits) from a faulthandler dump."""
     if not text:
         return ""
     blocks = text.split("\n\n")
-    main = next((b for b in blocks if "(most recent call first)" in b and "Current thread" in b), blocks[0])
+    tag = f"0x{main_thread:016x}" if main_thread else None
+    main = next((b for b in blocks if tag and tag in b), None) or next(
+        (b for b in blocks if "Current thread" in b), blocks[0])
     frames = [l.strip() for l in main.splitlines() if l.strip().startswith("File ")]
-    return "\n" + "\n".join(frames[:6])
+    return "; main thread in:\n" + "\n".join(frames[:6])
 
 
 def _describe_rc(rc):
@@ -173,8 +189,12 @@ def _kill_group(proc):
     proc.wait()
 
 
-def run(loop_spec, modules, *, jobs, timeout, module_timeout, out_path, log_dir, subset, only=None, echo=print):
-    """Run `modules` on the loop; write the JSON results to out_path; return them."""
+def run(loop_spec, modules, *, jobs, timeout, module_timeout, out_path, log_dir, subset, only=None,
+        budget=None, echo=print):
+    """Run `modules` on the loop; write the JSON results to out_path; return them.
+
+    `only`: {module: test id prefixes} to run only those tests. `budget`: seconds for the
+    whole run, after which running modules are stopped and the rest not started."""
     label = candidate.resolve(loop_spec)[0]
     os.makedirs(log_dir, exist_ok=True)
     results = {
@@ -188,16 +208,18 @@ def run(loop_spec, modules, *, jobs, timeout, module_timeout, out_path, log_dir,
         "tests": {},
     }
     t0 = time.monotonic()
+    deadline = None if budget is None else t0 + budget
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
         def one(module):
             return module, run_module(
                 module, loop_spec, timeout=timeout, module_timeout=module_timeout,
                 workdir=os.path.join(tmp, module), log_path=os.path.join(log_dir, f"{module}.log"),
-                only=None if only is None else only.get(module, set()),
+                only=None if only is None else only.get(module, set()), deadline=deadline,
             )
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for fut in concurrent.futures.as_completed([pool.submit(one, m) for m in modules]):
+            ordered = sorted(modules, key=lambda m: LONG_FIRST.index(m) if m in LONG_FIRST else len(LONG_FIRST))
+            for fut in concurrent.futures.as_completed([pool.submit(one, m) for m in ordered]):
                 module, (tests, info) = fut.result()
                 results["modules"][module] = info
                 results["tests"].update(tests)

@@ -177,7 +177,7 @@ def main(argv=None):
     parser.add_argument("--hang", required=True)
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--exclude", help="file of test ids (short form) not to run")
-    parser.add_argument("--only", help="file of test ids (short form) to run, nothing else")
+    parser.add_argument("--only", help="file of test id prefixes (short form) to run, nothing else")
     args = parser.parse_args(argv)
 
     faulthandler.enable()  # a crash leaves its stack in the module's log
@@ -192,16 +192,23 @@ def main(argv=None):
 
     exclude = read_ids(args.exclude) or set()
     only = read_ids(args.only)
+
+    def selected(test_id):
+        return only is None or any(test_id == p or test_id.startswith(p + ".") for p in only)
+
     hang_file = open(args.hang, "w")
     with open(args.events, "a") as events_file:
-        events_file.write(json.dumps({"ev": "begin", "loop_type": f"{loop_type.__module__}.{loop_type.__qualname__}"}) + "\n")
+        events_file.write(json.dumps({
+            "ev": "begin", "loop_type": f"{loop_type.__module__}.{loop_type.__qualname__}",
+            "main_thread": threading.main_thread().ident,
+        }) + "\n")
         events_file.flush()
         result = RecordingResult(events_file, tracker, hang_file, args.timeout)
         result._arm()  # import and setUpModule are watched too
         suite = unittest.defaultTestLoader.loadTestsFromName(PREFIX + args.module)
         tests = [
             t for t in _flatten(suite)
-            if short_id(t.id()) not in exclude and (only is None or short_id(t.id()) in only)
+            if short_id(t.id()) not in exclude and selected(short_id(t.id()))
         ]
         unittest.TestSuite(tests).run(result)
         faulthandler.cancel_dump_traceback_later()
