@@ -106,6 +106,19 @@ def cmd_refresh(args):
 
 
 def cmd_report(args):
+    if args.run:
+        import importlib.util
+        for label in args.labels:
+            if importlib.util.find_spec(label) is None:
+                print(f"(skipping {label}: not installed; pip install {label})", file=sys.stderr)
+                continue
+            runner.run(
+                f"{label}:new_event_loop", subsets.modules(args.subset), jobs=args.jobs, timeout=60.0,
+                module_timeout=1800.0, out_path=results_path(label, args.subset),
+                log_dir=os.path.join(ARTIFACTS, "logs", f"{label}-{PYVER}-{args.subset}"),
+                subset=args.subset, echo=lambda s: print(s, flush=True),
+            )
+        print()
     found = {}
     for label in args.labels:
         path = results_path(label, args.subset)
@@ -119,6 +132,13 @@ def cmd_report(args):
     print(report.table(found, markdown=args.markdown))
     print()
     print(report.describe(found))
+    if "ferroloop" in found:
+        entries = expectations.load()
+        counts = {}
+        for e in entries.values():
+            counts[e.category] = counts.get(e.category, 0) + 1
+        print(f"ferroloop's expectations ({os.path.relpath(expectations.DEFAULT_PATH)}): "
+              + ", ".join(f"{n} {c}" for c, n in sorted(counts.items())))
     return 0
 
 
@@ -167,6 +187,8 @@ def main(argv=None):
     p = sub.add_parser("report", help="side by side: ferroloop, uvloop, asyncio")
     p.add_argument("--subset", choices=("ci", "full"), default="full")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--run", action="store_true", help="run each loop first (one after the other)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("labels", nargs="*", default=list(report.LABELS))
     p.set_defaults(func=cmd_report)
 

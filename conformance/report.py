@@ -9,9 +9,9 @@ ROWS = (
     ("skipped", lambda t: t["outcome"] == "skipped"),
     ("created the candidate loop", lambda t: bool(t.get("created"))),
     ("exercised it (the loop ran)", lambda t: bool(t.get("ran"))),
-    ("  passed", lambda t: t.get("ran") and t["outcome"] == "passed"),
-    ("  failed", lambda t: t.get("ran") and t["outcome"] in ("failed", "crashed")),
-    ("  hung", lambda t: t.get("ran") and t["outcome"] == "hung"),
+    ("exercised it: passed", lambda t: t.get("ran") and t["outcome"] == "passed"),
+    ("exercised it: failed", lambda t: t.get("ran") and t["outcome"] in ("failed", "crashed")),
+    ("exercised it: hung", lambda t: t.get("ran") and t["outcome"] == "hung"),
     ("created it, failed before it ran", lambda t: t.get("created") and not t.get("ran") and t["outcome"] in NOT_PASSING),
     ("failed without it (stock loops)", lambda t: not t.get("created") and not t.get("ran") and t["outcome"] in NOT_PASSING),
 )
