@@ -137,7 +137,7 @@ def cmd_report(args):
         counts = {}
         for e in entries.values():
             counts[e.category] = counts.get(e.category, 0) + 1
-        print(f"ferroloop's expectations ({os.path.relpath(expectations.DEFAULT_PATH)}): "
+        print(f"ferroloop's expectations for CPython 3.11 ({os.path.relpath(expectations.DEFAULT_PATH)}): "
               + ", ".join(f"{n} {c}" for c, n in sorted(counts.items())))
     return 0
 

@@ -105,6 +105,13 @@ def compare(results, entries):
         elif rec["outcome"] == "skipped" and listed is not None:
             out["warnings"].append(f"{test}: listed but skipped in this run")
     for entry in entries.values():
+        rec = tests.get(entry.test)
+        named = re.search(r"loop\.(\w+)\(\)", entry.reason)
+        if (rec and rec["outcome"] == "failed" and entry.category.startswith("todo-issue-")
+                and named and rec.get("unimplemented") != named.group(1)):
+            last = (rec.get("detail") or "").strip().splitlines()
+            out["warnings"].append(f"{entry.test}: listed as waiting on loop.{named.group(1)}(), "
+                                   f"now fails with: {last[-1][:120] if last else '?'} (update its reason)")
         if not CATEGORY_RE.match(entry.category):
             out["bad_entries"].append(f"{entry.test}: category {entry.category!r} (classify it: private, bug or todo-issue-N)")
         elif not entry.reason:
