@@ -126,6 +126,8 @@ class RecordingResult(unittest.TestResult):
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
+        if isinstance(test, unittest.case._SubTest):
+            return  # a skipped subtest: its test goes on
         if self._current is not None and self._current["id"] == short_id(test.id()):
             self._current["outcome"] = "skipped"
             self._current["detail"] = str(reason)
