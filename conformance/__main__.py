@@ -59,7 +59,10 @@ def _check(results, path):
         detail = (rec.get("detail") or "").strip().splitlines()
         # A failure's last line is its exception; a hang's first lines say where it waited.
         shown = detail[:3] if rec["outcome"] == "hung" else detail[-1:]
-        print(f"UNEXPECTED {rec['outcome'].upper()}: {test}" + "".join(f"\n    {l}" for l in shown))
+        if rec.get("unimplemented"):
+            shown = [f"NotImplementedError: loop.{rec['unimplemented']}()"]
+        kind = {"failed": "FAILURE", "hung": "HANG", "crashed": "CRASH"}[rec["outcome"]]
+        print(f"UNEXPECTED {kind}: {test}" + "".join(f"\n    {l}" for l in shown))
     for test, rec in diff["unexpected_passes"]:
         ok = False
         print(f"UNEXPECTED PASS: {test} (listed as {entries[test].category}: remove its line)")
@@ -78,8 +81,10 @@ def _check(results, path):
     print(f"conformance check: {'OK' if ok else 'FAILED'} ({len(results['tests'])} tests, "
           f"{listed} listed in {os.path.relpath(path)})")
     if not ok:
-        print("  to accept a change: python -m conformance refresh --results <file>, then "
-              "classify new entries (see conformance/README.md)")
+        subset = results.get("subset")
+        how = f"--subset {subset}" if subset in ("ci", "full") else "--results <file>"
+        print(f"  to accept a change: python -m conformance refresh {how}, then give new entries "
+              "their category and reason (conformance/README.md)")
     return 0 if ok else 1
 
 
