@@ -21,7 +21,11 @@ LONG_FIRST = ("test_tasks", "test_ssl", "test_subprocess", "test_events", "test_
 
 def all_modules():
     """Every test module of the running interpreter's test.test_asyncio, sorted."""
-    import test.test_asyncio as package
+    try:
+        import test.test_asyncio as package
+    except ImportError as exc:
+        raise SystemExit(f"conformance: this interpreter ships no test.test_asyncio ({exc}); "
+                         "install its test package (e.g. Debian's libpythonX.Y-testsuite)")
 
     names = os.listdir(os.path.dirname(package.__file__))
     return sorted(n[:-3] for n in names if n.startswith("test_") and n.endswith(".py"))
