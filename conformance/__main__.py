@@ -5,7 +5,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 from . import candidate, expectations, report, runner, subsets
 

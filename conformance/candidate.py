@@ -59,7 +59,7 @@ class Tracker:
 
 
 def resolve(spec):
-    """'module:attr' (or just 'module', meaning module:new_event_loop) -> (label, factory)."""
+    """'module:attr' (or just 'module', meaning module:new_event_loop) -> (label, module, attr)."""
     module_name, _, attr = spec.partition(":")
     attr = attr or "new_event_loop"
     label = module_name.split(".")[0]

@@ -11,7 +11,6 @@ import tempfile
 import time
 
 from . import candidate
-from .worker import PREFIX
 
 MAX_RESTARTS = 20  # per module: a module whose tests keep hanging is given up after this
 
