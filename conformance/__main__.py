@@ -76,9 +76,10 @@ def _check(results, path):
     if missed:
         print(f"  note: tests in {', '.join(missed)} reached the candidate loop, but the ci subset "
               "leaves those modules out: add them to conformance/subsets.py")
-    listed = sum(1 for t in results["tests"] if t in entries)
+    version = expectations.pyver(results)
+    listed = sum(1 for t in results["tests"] if t in entries and entries[t].applies(version))
     print(f"conformance check: {'OK' if ok else 'FAILED'} ({len(results['tests'])} tests, "
-          f"{listed} listed in {os.path.relpath(path)})")
+          f"{listed} listed for Python {version} in {os.path.relpath(path)})")
     if not ok:
         subset = results.get("subset")
         how = f"--subset {subset}" if subset in ("ci", "full") else "--results <file>"

@@ -1,11 +1,15 @@
 """The expectations file: every test on the candidate loop that does not pass, and why.
 
-One line per test: `<test id>  <category>  <reason>`; `#` starts a comment. Categories:
+One line per test: `<test id>  <category>[@<versions>]  <reason>`; `#` starts a comment.
+Categories:
 
   private        permanent: the test inspects CPython's private internals (a `_selector`, a
                  private method of BaseEventLoop, a mock of a stdlib module's internals)
   todo-issue-N   temporary: a feature that issue N brings is not implemented yet
   bug            temporary: a real difference in behaviour, written up in FINDINGS.md
+
+`@3.12,3.13` limits an entry to those Python versions (the suite differs between them);
+without it, an entry holds on every version in VERSIONS.
 
 `check` fails on a test that is on the candidate and does not pass but is not listed, on a
 listed test that passes (the list only shrinks), and on entries with another category.
@@ -18,6 +22,7 @@ import re
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PATH = os.path.join(HERE, "expectations.txt")
 
+VERSIONS = ("3.11", "3.12", "3.13")  # the Pythons ferroloop is tested on (./dev test)
 CATEGORY_RE = re.compile(r"^(private|bug|todo-issue-\d+)$")
 NOT_PASSING = ("failed", "hung", "crashed")
 
@@ -35,23 +40,43 @@ WAITING_ON = {
 
 HEADER = """\
 # ferroloop's expected non-passes in CPython's test.test_asyncio (see conformance/README.md).
-# Every test that ran on ferroloop and does not pass, one a line: <test id> <category> <reason>
+# Every test that ran on ferroloop and does not pass, one a line:
+#   <test id>  <category>[@<python versions>]  <reason>
 #   private       permanent: the test inspects CPython's private internals
 #   todo-issue-N  temporary: waits on a feature of issue N (networking 3, TLS/pipes/subprocesses 4)
 #   bug           temporary: a behavioural difference, see conformance/FINDINGS.md
+# An entry without @versions holds on 3.11, 3.12 and 3.13.
 # CI fails on an unlisted failure and on a listed test that passes, so this list only shrinks.
 # Rewrite it from a run with `python -m conformance refresh` (existing reasons are kept).
 """
 
 
-class Entry:
-    __slots__ = ("test", "category", "reason")
+def pyver(results):
+    """'3.11' from a results file."""
+    return ".".join(results["python"].split(".")[:2])
 
-    def __init__(self, test, category, reason):
+
+class Entry:
+    __slots__ = ("test", "category", "versions", "reason")
+
+    def __init__(self, test, category, reason, versions=None):
         self.test, self.category, self.reason = test, category, reason
+        self.versions = None if versions is None else frozenset(versions)  # None: all
+
+    def applies(self, version):
+        return self.versions is None or version in self.versions
+
+    def tag(self):
+        if self.versions is None:
+            return self.category
+        return f"{self.category}@{','.join(sorted(self.versions, key=_version_key))}"
 
     def line(self, width):
-        return f"{self.test:<{width}}  {self.category:<13} {self.reason}".rstrip()
+        return f"{self.test:<{width}}  {self.tag():<13} {self.reason}".rstrip()
+
+
+def _version_key(v):
+    return tuple(int(p) for p in v.split("."))
 
 
 def load(path=DEFAULT_PATH):
@@ -66,8 +91,10 @@ def load(path=DEFAULT_PATH):
             parts = line.split(None, 2)
             if len(parts) < 2:
                 raise ValueError(f"{path}:{n}: expected '<test id> <category> <reason>'")
-            test, category = parts[0], parts[1]
-            entries[test] = Entry(test, category, parts[2] if len(parts) > 2 else "")
+            test, tag = parts[0], parts[1]
+            category, _, versions = tag.partition("@")
+            entries[test] = Entry(test, category, parts[2] if len(parts) > 2 else "",
+                                  versions.split(",") if versions else None)
     return entries
 
 
@@ -91,9 +118,11 @@ def on_candidate(rec):
 def compare(results, entries):
     """-> dict of lists: unexpected_failures, unexpected_passes, bad_entries, warnings."""
     tests = results["tests"]
+    version = pyver(results)
+    active = {t: e for t, e in entries.items() if e.applies(version)}
     out = {"unexpected_failures": [], "unexpected_passes": [], "bad_entries": [], "warnings": []}
     for test, rec in sorted(tests.items()):
-        listed = entries.get(test)
+        listed = active.get(test)
         if rec["outcome"] in NOT_PASSING:
             if listed is None:
                 if on_candidate(rec):
@@ -105,7 +134,7 @@ def compare(results, entries):
         elif rec["outcome"] == "skipped" and listed is not None:
             out["warnings"].append(f"{test}: listed but skipped in this run")
     for entry in entries.values():
-        rec = tests.get(entry.test)
+        rec = tests.get(entry.test) if entry.applies(version) else None
         named = re.search(r"loop\.(\w+)\(\)", entry.reason)
         if (rec and rec["outcome"] == "failed" and entry.category.startswith("todo-issue-")
                 and named and rec.get("unimplemented") != named.group(1)):
@@ -116,6 +145,8 @@ def compare(results, entries):
             out["bad_entries"].append(f"{entry.test}: category {entry.category!r} (classify it: private, bug or todo-issue-N)")
         elif not entry.reason:
             out["bad_entries"].append(f"{entry.test}: no reason given")
+        elif entry.versions is not None and not entry.versions <= set(VERSIONS):
+            out["bad_entries"].append(f"{entry.test}: versions {entry.tag()} outside {', '.join(VERSIONS)}")
     return out
 
 
@@ -130,19 +161,40 @@ def guess(rec):
     return "unclassified", (last[-1] if last else rec["outcome"])[:160]
 
 
+def _with(entry, versions):
+    """The entry limited to `versions` (all of VERSIONS: unlimited); None if empty."""
+    versions = frozenset(versions)
+    if not versions:
+        return None
+    return Entry(entry.test, entry.category, entry.reason,
+                 None if versions >= set(VERSIONS) else versions)
+
+
 def refresh(results, entries, *, prune=False):
-    """New entries for the run's unexpected failures, entries of passing tests dropped;
-    with prune, entries for tests the run did not see are dropped too (full runs only)."""
+    """Rewrite the entries for the run's Python version: new entries for unexpected
+    failures (limited to this version), this version dropped from entries of tests that
+    pass; with prune, also from entries of tests the run did not see (full runs only).
+    Entries for other versions stay as they are."""
     tests = results["tests"]
+    version = pyver(results)
     new = {}
     for test, entry in entries.items():
+        current = entry.versions if entry.versions is not None else frozenset(VERSIONS)
         rec = tests.get(test)
         if rec is None:
-            if not prune:
-                new[test] = entry
-        elif rec["outcome"] in NOT_PASSING or rec["outcome"] == "skipped":
-            new[test] = entry
+            drop = prune
+        elif rec["outcome"] in NOT_PASSING:
+            drop = False
+            if not entry.applies(version) and on_candidate(rec):
+                current = current | {version}  # fails here too now, for the reason written
+        else:
+            drop = rec["outcome"] == "passed"
+        if drop and entry.applies(version):
+            current = current - {version}
+        kept = _with(entry, current)
+        if kept is not None:
+            new[test] = kept
     for test, rec in tests.items():
         if test not in new and rec["outcome"] in NOT_PASSING and on_candidate(rec):
-            new[test] = Entry(test, *guess(rec))
+            new[test] = Entry(test, *guess(rec), versions=[version])
     return new

@@ -52,7 +52,8 @@ def _results(**outcomes):
         "nie": {"outcome": "failed", "created": 1, "ran": True, "detail": "NotImplementedError",
                 "unimplemented": "create_server"},
     }
-    return {"subset": "full", "modules": {}, "tests": {k: dict(recs[v]) for k, v in outcomes.items()}}
+    return {"subset": "full", "python": "3.11.7", "modules": {},
+            "tests": {k: dict(recs[v]) for k, v in outcomes.items()}}
 
 
 def _entries(**cats):
@@ -81,13 +82,31 @@ def test_refresh_keeps_reasons_adds_and_drops(tmp_path):
     old = _entries(**{"m.A.t1": "private", "m.A.t2": "bug", "m.B.gone": "private"})
     new = expectations.refresh(res, old, prune=False)
     assert new["m.A.t1"].reason == "why" and new["m.A.t1"].category == "private"
-    assert "m.A.t2" not in new  # it passes now
+    assert new["m.A.t2"].tag() == "bug@3.12,3.13"  # it passes on 3.11 now
     assert new["m.A.t3"].category == "todo-issue-3"  # from the NotImplementedError's method
-    assert "m.A.t4" not in new and "m.B.gone" in new
-    assert "m.B.gone" not in expectations.refresh(res, old, prune=True)
+    assert "m.A.t4" not in new and new["m.B.gone"].tag() == "private"
+    assert expectations.refresh(res, old, prune=True)["m.B.gone"].tag() == "private@3.12,3.13"
     path = tmp_path / "exp.txt"
     expectations.save(new, str(path))
     loaded = expectations.load(str(path))
     assert {t: (e.category, e.reason) for t, e in loaded.items()} == {
         t: (e.category, e.reason) for t, e in new.items()
     }
+
+
+def test_entries_limited_to_python_versions():
+    res = _results(**{"m.A.t1": "bad", "m.A.t2": "ok", "m.A.t3": "ok"})  # a 3.11 run
+    old = {
+        "m.A.t1": expectations.Entry("m.A.t1", "private", "why", ["3.12"]),  # not for 3.11
+        "m.A.t2": expectations.Entry("m.A.t2", "bug", "why", ["3.12"]),
+        "m.A.t3": expectations.Entry("m.A.t3", "bug", "why"),  # every version
+    }
+    diff = expectations.compare(res, old)
+    assert [t for t, _ in diff["unexpected_failures"]] == ["m.A.t1"]
+    assert [t for t, _ in diff["unexpected_passes"]] == ["m.A.t3"]
+    new = expectations.refresh(res, old)
+    assert new["m.A.t1"].tag() == "private@3.11,3.12"  # reason kept, now on 3.11 too
+    assert new["m.A.t2"].tag() == "bug@3.12"  # untouched: the 3.11 run says nothing of it
+    assert new["m.A.t3"].tag() == "bug@3.12,3.13"  # fixed on 3.11 only
+    fresh = expectations.refresh(_results(**{"m.B.t": "bad"}), {})
+    assert fresh["m.B.t"].tag() == "unclassified@3.11"
