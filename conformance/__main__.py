@@ -138,11 +138,12 @@ def cmd_report(args):
     print()
     print(report.describe(found))
     if "ferroloop" in found:
-        entries = expectations.load()
+        version = expectations.pyver(found["ferroloop"])
         counts = {}
-        for e in entries.values():
-            counts[e.category] = counts.get(e.category, 0) + 1
-        print(f"ferroloop's expectations for CPython 3.11 ({os.path.relpath(expectations.DEFAULT_PATH)}): "
+        for e in expectations.load().values():
+            if e.applies(version):
+                counts[e.category] = counts.get(e.category, 0) + 1
+        print(f"ferroloop's expectations for Python {version} ({os.path.relpath(expectations.DEFAULT_PATH)}): "
               + ", ".join(f"{n} {c}" for c, n in sorted(counts.items())))
     return 0
 
