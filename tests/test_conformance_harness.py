@@ -67,6 +67,9 @@ def test_gate_fails_on_unlisted_failures_and_listed_passes():
     assert [t for t, _ in diff["unexpected_passes"]] == ["m.A.t2"]
     # A failure with stock loops only is not ferroloop's: noted, not gated.
     assert any("m.A.t4" in w for w in diff["warnings"])
+    # ...but a module that does not even load is.
+    res = _results(**{"unittest.loader._FailedTest.test_x": "stock_bad"})
+    assert len(expectations.compare(res, {})["unexpected_failures"]) == 1
 
 
 def test_gate_accepts_listed_failures_and_rejects_bad_categories():
