@@ -70,6 +70,9 @@ pub(crate) struct Trace {
     /// The entry running now: the cause of whatever it schedules.
     current: AtomicU64,
     watch: GilCell<Option<Arc<Watch>>>,
+    /// The watchdog thread, joined when tracing stops: a thread of ours still waiting for
+    /// the GIL when the interpreter finalizes would be ended under Rust frames (abort).
+    watchdog: GilCell<Option<thread::JoinHandle<()>>>,
 }
 
 fn now_ns() -> u64 {
@@ -206,11 +209,12 @@ impl Trace {
             watch.threshold_ns.store((threshold.max(0.001) * 1e9) as u64, Relaxed);
             let for_thread = watch.clone();
             let rec = recorder.clone_ref(py);
-            thread::Builder::new()
+            let handle = thread::Builder::new()
                 .name("ferroloop-xray-watchdog".into())
                 .spawn(move || watchdog(for_thread, rec))
                 .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the watchdog: {e}")))?;
             *self.watch.borrow_mut(py)? = Some(watch);
+            *self.watchdog.borrow_mut(py)? = Some(handle);
         }
         *self.on_entry.borrow_mut(py)? = Some(recorder.bind(py).getattr("_entry")?.unbind());
         *self.recorder.borrow_mut(py)? = Some(recorder);
@@ -223,6 +227,14 @@ impl Trace {
         if let Some(w) = self.watch.borrow_mut(py)?.take() {
             w.stop.store(true, Relaxed);
         }
+        if let Some(handle) = self.watchdog.borrow_mut(py)?.take() {
+            handle.thread().unpark();
+            // Without the GIL: the watchdog may be waiting for it to take a sample.
+            let joined = py.detach(|| handle.join());
+            if joined.is_err() {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err("the x-ray watchdog thread panicked"));
+            }
+        }
         let old = (self.recorder.borrow_mut(py)?.take(), self.on_entry.borrow_mut(py)?.take());
         drop(old);
         Ok(())
@@ -233,7 +245,7 @@ fn watchdog(watch: Arc<Watch>, recorder: Py<PyAny>) {
     let threshold = watch.threshold_ns.load(Relaxed);
     let interval = Duration::from_nanos((threshold / 4).clamp(2_000_000, 50_000_000));
     while !watch.stop.load(Relaxed) {
-        thread::sleep(interval);
+        thread::park_timeout(interval);
         let seq = watch.running.load(Relaxed);
         if seq == 0 || watch.stop.load(Relaxed) {
             continue;
