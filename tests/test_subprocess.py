@@ -324,3 +324,53 @@ def test_inactive_user_child_watcher_refuses_to_spawn(loop):
                 asyncio.set_child_watcher(None)
 
     loop.run_until_complete(main())
+
+
+def test_user_child_watcher_is_asked_as_each_python_asks_it(loop):
+    """3.11 asks what the watcher's __enter__ returns; 3.12 and 3.13 ask the watcher itself."""
+    import warnings
+
+    if sys.version_info >= (3, 14):
+        pytest.skip("child watchers are gone in 3.14")
+    asked = []
+
+    class Watcher(asyncio.AbstractChildWatcher):
+        def __init__(self, name, entered=None):
+            self.name, self.entered = name, entered
+
+        def add_child_handler(self, pid, callback, *args):
+            raise AssertionError("an inactive watcher must not be used")
+
+        def remove_child_handler(self, pid):
+            return False
+
+        def attach_loop(self, loop):
+            pass
+
+        def close(self):
+            pass
+
+        def is_active(self):
+            asked.append(self.name)
+            return False
+
+        def __enter__(self):
+            return self.entered
+
+        def __exit__(self, *exc):
+            pass
+
+    async def main():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_child_watcher(Watcher("installed", entered=Watcher("entered")))
+        try:
+            with pytest.raises(RuntimeError, match="is not activated"):
+                await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+        finally:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                asyncio.set_child_watcher(None)
+
+    loop.run_until_complete(main())
+    assert asked == (["entered"] if sys.version_info < (3, 12) else ["installed"])

@@ -122,7 +122,10 @@ class SubprocessMixin:
                                   **kwargs):
         # A program that installed its own child watcher (3.11-3.13) gets asyncio's protocol
         # with it: checked before the child exists, told about the child, reaping it.
-        with watcher as watcher:  # as asyncio does: the watcher is what __enter__ gives
+        # As asyncio does per version: 3.11 asks what __enter__ returns, 3.12+ the watcher itself.
+        with watcher as entered:
+            if sys.version_info < (3, 12):
+                watcher = entered
             if not watcher.is_active():
                 raise RuntimeError("asyncio.get_child_watcher() is not activated, "
                                    "subprocess support is not installed.")
