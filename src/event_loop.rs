@@ -214,7 +214,17 @@ impl CoreLoop {
             slf.clone().into_any().unbind(),
             context.map(Bound::unbind),
             tb,
+            self.crowded(py),
         )
+    }
+
+    /// Whether the loop holds enough handles that their context copies are worth keeping
+    /// from the garbage collector (`HandleContext` in handles.rs).
+    #[inline]
+    fn crowded(&self, py: Python<'_>) -> bool {
+        const CROWD: usize = 256;
+        self.ready.borrow(py).is_ok_and(|r| r.len() >= CROWD)
+            || self.timers.borrow(py).is_ok_and(|t| t.len() >= CROWD)
     }
 
     #[inline]
@@ -244,8 +254,16 @@ impl CoreLoop {
         let py = slf.py();
         let me = slf.get();
         me.check_closed()?;
-        let h = Handle::create(py, callback.unbind(), Args::from_tuple(args), slf.clone().into_any().unbind(), context, None)?
-            .oneshot();
+        let h = Handle::create(
+            py,
+            callback.unbind(),
+            Args::from_tuple(args),
+            slf.clone().into_any().unbind(),
+            context,
+            None,
+            false,
+        )?
+        .oneshot();
         if me.trace.is_on() {
             me.trace.tag(&h.tag, trace::ORIGIN_SOON);
         }
@@ -303,7 +321,7 @@ impl CoreLoop {
         let timer = match pooled {
             Some(timer) => {
                 let context = context.map(Bound::unbind);
-                TimerHandle::handle(timer.bind(py)).refill(py, callback.unbind(), args, context)?;
+                TimerHandle::handle(timer.bind(py)).refill(py, callback.unbind(), args, context, me.crowded(py))?;
                 let t = timer.get();
                 t.when.store(when.to_bits(), Relaxed);
                 t.scheduled.store(true, Relaxed);
@@ -367,7 +385,7 @@ impl CoreLoop {
         let pooled = if me.is_debug() { None } else { me.handle_pool.borrow_mut(py)?.pop() };
         let h = match pooled {
             Some(h) => {
-                h.get().refill(py, callback.unbind(), args, context.map(Bound::unbind))?;
+                h.get().refill(py, callback.unbind(), args, context.map(Bound::unbind), me.crowded(py))?;
                 h
             }
             None => untracked(Py::new(py, me.make_handle(slf, callback, args, context)?.oneshot())?),

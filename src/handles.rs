@@ -6,6 +6,7 @@
 //! What happens once per error or per repr (formatting, logging) is delegated to
 //! `ferroloop._handles`, the Python mirror of this file.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -76,7 +77,7 @@ impl Args {
 pub(crate) struct Callback {
     pub(crate) callback: Option<Py<PyAny>>,
     pub(crate) args: Option<Args>,
-    pub(crate) context: Option<Py<PyAny>>,
+    pub(crate) context: Option<HandleContext>,
     /// In debug mode, the repr taken at cancel time (asyncio's `_repr`).
     pub(crate) repr: Option<Py<PyAny>>,
 }
@@ -105,7 +106,9 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// `context=None` means "a copy of the current context", as in asyncio.
+    /// `context=None` means "a copy of the current context", as in asyncio; `crowded`: the
+    /// loop holds many handles, so keep that copy out of the collector's watch
+    /// (`HandleContext`).
     pub(crate) fn create(
         py: Python<'_>,
         callback: Py<PyAny>,
@@ -113,11 +116,9 @@ impl Handle {
         loop_: Py<PyAny>,
         context: Option<Py<PyAny>>,
         source_traceback: Option<Py<PyAny>>,
+        crowded: bool,
     ) -> PyResult<Self> {
-        let context = match context {
-            Some(c) => c,
-            None => copy_context(py)?,
-        };
+        let context = HandleContext::new(py, context, crowded)?;
         Ok(Handle {
             cb: GilCell::new(Callback {
                 callback: Some(callback),
@@ -179,11 +180,15 @@ impl Handle {
     }
 
     /// Refills a pooled handle: as if just created by `create(...).oneshot()`.
-    pub(crate) fn refill(&self, py: Python<'_>, callback: Py<PyAny>, args: Args, context: Option<Py<PyAny>>) -> PyResult<()> {
-        let context = match context {
-            Some(c) => c,
-            None => copy_context(py)?,
-        };
+    pub(crate) fn refill(
+        &self,
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Args,
+        context: Option<Py<PyAny>>,
+        crowded: bool,
+    ) -> PyResult<()> {
+        let context = HandleContext::new(py, context, crowded)?;
         {
             let mut cb = self.cb.borrow_mut(py)?;
             cb.callback = Some(callback);
@@ -344,6 +349,81 @@ pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     }
 }
 
+/// The context a handle runs its callback in. `context=None` makes it a copy of the current
+/// context, as asyncio does; while the loop holds many handles (a backlog of
+/// `call_soon_threadsafe` calls, thousands of timers) that copy is kept out of the garbage
+/// collector's watch: each copy counts towards a young-generation collection every ~700,
+/// which walks every pending copy (`call_soon_threadsafe` paid ~580 instructions a call for
+/// it). With few handles pending, copies die before a collection and untracking would only
+/// cost (~120 instructions a call), so it is not done.
+/// The copy is the handle's own: code inside the callback cannot reach it (`copy_context()`
+/// gives another copy), so it cannot close a cycle; `get_context()` hands it out tracked
+/// again. What it references stays collectable: an untracked holder only keeps it alive.
+///
+/// CPython's context deallocation unlinks the object from the collector's list without
+/// checking that it is on one, so a context must be tracked again before its last
+/// reference can go: every path that lets go of it goes through `Drop` here.
+pub(crate) struct HandleContext {
+    ctx: ManuallyDrop<Py<PyAny>>,
+    /// Ours and untracked (a caller's `context=` is left as it came).
+    private: bool,
+}
+
+impl HandleContext {
+    fn new(py: Python<'_>, given: Option<Py<PyAny>>, crowded: bool) -> PyResult<Self> {
+        let (ctx, private) = match given {
+            Some(ctx) => (ctx, false),
+            None => (copy_context(py)?, crowded),
+        };
+        if private {
+            // SAFETY: a live, tracked context object just made; Drop and `shared` track it
+            // again.
+            unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) };
+        }
+        Ok(HandleContext { ctx: ManuallyDrop::new(ctx), private })
+    }
+
+    /// The context for Python code that asked for it, tracked again first.
+    fn shared(&self, py: Python<'_>) -> Py<PyAny> {
+        if self.private {
+            // SAFETY: the GIL is held (`py`); a live context object.
+            unsafe { track_again(self.ctx.as_ptr()) };
+        }
+        self.ctx.clone_ref(py)
+    }
+}
+
+impl std::ops::Deref for HandleContext {
+    type Target = Py<PyAny>;
+    fn deref(&self) -> &Py<PyAny> {
+        &self.ctx
+    }
+}
+
+impl Drop for HandleContext {
+    fn drop(&mut self) {
+        // SAFETY: tracking and releasing need the GIL. Handles are only dropped by Python
+        // code or by the loop, with the GIL held; if that ever fails, leaking the context is
+        // the safe outcome (a deferred release would deallocate it untracked).
+        unsafe {
+            if !self.private {
+                ManuallyDrop::drop(&mut self.ctx);
+            } else if ffi::PyGILState_Check() == 1 {
+                track_again(self.ctx.as_ptr());
+                ManuallyDrop::drop(&mut self.ctx);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// The GIL must be held and `obj` a live context object.
+unsafe fn track_again(obj: *mut ffi::PyObject) {
+    if ffi::PyObject_GC_IsTracked(obj) == 0 {
+        ffi::PyObject_GC_Track(obj.cast());
+    }
+}
+
 /// `ferroloop._handles`: the Python side of handles (repr, error reporting, logging).
 pub(crate) fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -375,7 +455,7 @@ impl Handle {
             None => Args::Zero,
             Some(a) => Args::from_tuple(PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?),
         };
-        Handle::create(py, callback, args, loop_, context, None)
+        Handle::create(py, callback, args, loop_, context, None, false)
     }
 
     pub(crate) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -387,7 +467,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.cb.borrow(py)?.context.as_ref().map(|c| c.clone_ref(py)))
+        Ok(self.cb.borrow(py)?.context.as_ref().map(|c| c.shared(py)))
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -156,6 +156,7 @@ mod tests {
             py.None(),
             Some(py.None()),
             None,
+            false,
         )
         .unwrap();
         Py::new(

@@ -93,6 +93,74 @@ def test_callback_runs_in_copied_context(loop):
     assert seen == ["at-schedule"]
 
 
+# A loop holding many handles keeps their context copies from the garbage collector
+# (handles.rs, HandleContext): the semantics must not change, and nothing may leak or crash.
+CROWD = 1000
+
+
+def test_crowded_callbacks_each_run_in_their_own_copy(loop):
+    var = contextvars.ContextVar("var", default="default")
+    seen = []
+
+    def probe(i):
+        seen.append((i, var.get()))
+        var.set(f"changed-by-{i}")  # must not leak into any other callback's copy
+
+    for i in range(CROWD):
+        var.set(f"v{i}")
+        loop.call_soon(probe, i)
+        loop.call_later(0, probe, CROWD + i)
+    var.set("after")
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert sorted(seen) == [(i, f"v{i % CROWD}") for i in range(2 * CROWD)]
+    assert var.get() == "after"
+
+
+def test_crowded_handles_release_their_copies(loop):
+    """Cancelled, run or dropped with the closed loop: every copy is freed (no crash)."""
+    import gc
+    import weakref
+
+    if not hasattr(asyncio.Handle, "get_context") and not isinstance(loop, ferroloop.Loop):
+        pytest.skip("Handle.get_context is 3.12+ in asyncio")
+    timers = [loop.call_later(3600, print) for _ in range(CROWD)]
+    soon = [loop.call_soon(print, i) for i in range(CROWD)]
+    refs = [weakref.ref(h.get_context()) for h in timers[:10] + soon[:10]]
+    for t in timers:
+        t.cancel()
+    del timers, soon
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
+    # pending ones dropped by close()
+    for i in range(CROWD):
+        loop.call_soon(print, i)
+        loop.call_later(3600, print)
+
+
+def test_crowded_copy_handed_out_can_be_collected_in_a_cycle(loop):
+    """get_context() gives the copy back to the collector: a cycle through it is found."""
+    import gc
+    import weakref
+
+    if not hasattr(asyncio.Handle, "get_context") and not isinstance(loop, ferroloop.Loop):
+        pytest.skip("Handle.get_context is 3.12+ in asyncio")
+    var = contextvars.ContextVar("var")
+    for _ in range(CROWD):
+        loop.call_soon(int)
+    h = loop.call_soon(int)
+    ctx = h.get_context()
+    assert gc.is_tracked(ctx)
+    ctx.run(var.set, ctx)  # the context now holds itself
+    ref = weakref.ref(ctx)
+    del ctx, h
+    loop.call_soon(loop.stop)
+    loop.run_forever()  # the handles run and let go of their contexts
+    gc.collect()
+    assert ref() is None
+
+
 def test_callback_runs_in_given_context(loop):
     var = contextvars.ContextVar("var", default="default")
     ctx = contextvars.Context()
