@@ -282,52 +282,10 @@ def test_signal_handlers_work_beside_subprocesses(clean):
     assert got == ["usr2"]
 
 
-def test_inactive_user_child_watcher_refuses_to_spawn(loop):
-    """A watcher a program installed itself (3.11-3.13) is asked first, as asyncio does."""
-    import warnings
-
-    if sys.version_info >= (3, 14):
-        pytest.skip("child watchers are gone in 3.14")
-
-    class Inactive(asyncio.AbstractChildWatcher):
-        def add_child_handler(self, pid, callback, *args):
-            raise AssertionError("an inactive watcher must not be used")
-
-        def remove_child_handler(self, pid):
-            return False
-
-        def attach_loop(self, loop):
-            pass
-
-        def close(self):
-            pass
-
-        def is_active(self):
-            return False
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-    async def main():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.set_child_watcher(Inactive())
-        try:
-            with pytest.raises(RuntimeError, match="is not activated"):
-                await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
-        finally:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                asyncio.set_child_watcher(None)
-
-    loop.run_until_complete(main())
-
-
 def test_user_child_watcher_is_asked_as_each_python_asks_it(loop):
-    """3.11 asks what the watcher's __enter__ returns; 3.12 and 3.13 ask the watcher itself."""
+    """A watcher a program installed itself (3.11-3.13) is asked before the child is made,
+    as asyncio asks it: 3.11 asks what its __enter__ returns, 3.12 and 3.13 the watcher
+    itself; an inactive one refuses to spawn."""
     import warnings
 
     if sys.version_info >= (3, 14):
