@@ -207,6 +207,7 @@ impl CoreLoop {
         } else {
             None
         };
+        let untrack = self.untrack_copy(py, context.is_none());
         Handle::create(
             py,
             callback.unbind(),
@@ -214,17 +215,19 @@ impl CoreLoop {
             slf.clone().into_any().unbind(),
             context.map(Bound::unbind),
             tb,
-            self.crowded(py),
+            untrack,
         )
     }
 
-    /// Whether the loop holds enough handles that their context copies are worth keeping
-    /// from the garbage collector (`HandleContext` in handles.rs).
+    /// Whether a new handle's context copy (made only for `context=None`) is worth keeping
+    /// from the garbage collector: when the loop holds many handles (`HandleContext` in
+    /// handles.rs). A given context — every Task step passes one — costs no check.
     #[inline]
-    fn crowded(&self, py: Python<'_>) -> bool {
+    fn untrack_copy(&self, py: Python<'_>, copying: bool) -> bool {
         const CROWD: usize = 256;
-        self.ready.borrow(py).is_ok_and(|r| r.len() >= CROWD)
-            || self.timers.borrow(py).is_ok_and(|t| t.len() >= CROWD)
+        copying
+            && (self.ready.borrow(py).is_ok_and(|r| r.len() >= CROWD)
+                || self.timers.borrow(py).is_ok_and(|t| t.len() >= CROWD))
     }
 
     #[inline]
@@ -320,8 +323,9 @@ impl CoreLoop {
         let pooled = if me.is_debug() { None } else { me.timer_pool.borrow_mut(py)?.pop() };
         let timer = match pooled {
             Some(timer) => {
+                let untrack = me.untrack_copy(py, context.is_none());
                 let context = context.map(Bound::unbind);
-                TimerHandle::handle(timer.bind(py)).refill(py, callback.unbind(), args, context, me.crowded(py))?;
+                TimerHandle::handle(timer.bind(py)).refill(py, callback.unbind(), args, context, untrack)?;
                 let t = timer.get();
                 t.when.store(when.to_bits(), Relaxed);
                 t.scheduled.store(true, Relaxed);
@@ -385,7 +389,8 @@ impl CoreLoop {
         let pooled = if me.is_debug() { None } else { me.handle_pool.borrow_mut(py)?.pop() };
         let h = match pooled {
             Some(h) => {
-                h.get().refill(py, callback.unbind(), args, context.map(Bound::unbind), me.crowded(py))?;
+                let untrack = me.untrack_copy(py, context.is_none());
+                h.get().refill(py, callback.unbind(), args, context.map(Bound::unbind), untrack)?;
                 h
             }
             None => untracked(Py::new(py, me.make_handle(slf, callback, args, context)?.oneshot())?),

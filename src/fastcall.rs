@@ -232,33 +232,19 @@ unsafe extern "C" fn create_task(
         if !fast {
             let slow = lp.getattr(pyo3::intern!(py, "_create_task_slow"))?;
             let r = ffi::PyObject_Vectorcall(slow.as_ptr(), args, nargsf as usize, kwnames);
-            return if r.is_null() { Err(PyErr::fetch(py)) } else { Ok(Bound::from_owned_ptr(py, r).unbind()) };
+            return Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind());
         }
         me.check_open()?;
-        // [scratch, coro, name?, context?, loop]
+        // [scratch, coro, name?, context?, loop], with the kwnames tuple for what is there
         let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
         stack[1] = *args;
         let mut k = 2;
-        let which = match (name, context) {
-            (None, None) => 0,
-            (Some(n), None) => {
-                stack[k] = n;
-                k += 1;
-                1
-            }
-            (None, Some(c)) => {
-                stack[k] = c;
-                k += 1;
-                2
-            }
-            (Some(n), Some(c)) => {
-                stack[k] = n;
-                stack[k + 1] = c;
-                k += 2;
-                3
-            }
-        };
+        for value in [name, context].into_iter().flatten() {
+            stack[k] = value;
+            k += 1;
+        }
         stack[k] = slf;
+        let which = usize::from(name.is_some()) | usize::from(context.is_some()) << 1;
         let task_type = tc.tasks.bind(py).getattr(pyo3::intern!(py, "Task"))?;
         let r = ffi::PyObject_Vectorcall(
             task_type.as_ptr(),
@@ -266,11 +252,7 @@ unsafe extern "C" fn create_task(
             1 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
             tc.kwnames[which].as_ptr(),
         );
-        if r.is_null() {
-            Err(PyErr::fetch(py))
-        } else {
-            Ok(Bound::from_owned_ptr(py, r).unbind())
-        }
+        Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
     })
 }
 

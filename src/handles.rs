@@ -106,9 +106,8 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// `context=None` means "a copy of the current context", as in asyncio; `crowded`: the
-    /// loop holds many handles, so keep that copy out of the collector's watch
-    /// (`HandleContext`).
+    /// `context=None` means "a copy of the current context", as in asyncio; `untrack`: keep
+    /// that copy out of the collector's watch (`HandleContext`).
     pub(crate) fn create(
         py: Python<'_>,
         callback: Py<PyAny>,
@@ -116,9 +115,9 @@ impl Handle {
         loop_: Py<PyAny>,
         context: Option<Py<PyAny>>,
         source_traceback: Option<Py<PyAny>>,
-        crowded: bool,
+        untrack: bool,
     ) -> PyResult<Self> {
-        let context = HandleContext::new(py, context, crowded)?;
+        let context = HandleContext::new(py, context, untrack)?;
         Ok(Handle {
             cb: GilCell::new(Callback {
                 callback: Some(callback),
@@ -186,9 +185,9 @@ impl Handle {
         callback: Py<PyAny>,
         args: Args,
         context: Option<Py<PyAny>>,
-        crowded: bool,
+        untrack: bool,
     ) -> PyResult<()> {
-        let context = HandleContext::new(py, context, crowded)?;
+        let context = HandleContext::new(py, context, untrack)?;
         {
             let mut cb = self.cb.borrow_mut(py)?;
             cb.callback = Some(callback);
@@ -370,10 +369,10 @@ pub(crate) struct HandleContext {
 }
 
 impl HandleContext {
-    fn new(py: Python<'_>, given: Option<Py<PyAny>>, crowded: bool) -> PyResult<Self> {
+    fn new(py: Python<'_>, given: Option<Py<PyAny>>, untrack: bool) -> PyResult<Self> {
         let (ctx, private) = match given {
             Some(ctx) => (ctx, false),
-            None => (copy_context(py)?, crowded),
+            None => (copy_context(py)?, untrack),
         };
         if private {
             // SAFETY: a live, tracked context object just made; Drop and `shared` track it

@@ -15,7 +15,7 @@ from asyncio import constants, exceptions, sslproto, staggered, tasks, trsock
 from asyncio.log import logger
 
 from ._server import Server
-from ._sockets import check_ssl_socket
+from ._sockets import check_ssl_socket, sendfile_chunk
 from ._transports import DatagramTransport, SocketTransport
 
 try:
@@ -566,17 +566,11 @@ class NetworkMixin:
             while offset + total < end:
                 if core._is_closed() or transport.is_closing():
                     raise ConnectionError("Connection closed by peer")
-                try:
-                    sent = os.sendfile(fd, fileno, offset + total, min(end - offset - total, 0x7FFF_F000))
-                except (BlockingIOError, InterruptedError):
+                sent = sendfile_chunk(fd, fileno, offset + total, min(end - offset - total, 0x7FFF_F000),
+                                      first=total == 0)
+                if sent is None:
                     await core._wait_writable()
                     continue
-                except OSError as exc:
-                    if total == 0 and exc.errno in (errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                        raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
-                    if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
-                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
-                    raise
                 if sent == 0:
                     break  # the file ended early
                 total += sent

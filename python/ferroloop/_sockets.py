@@ -59,6 +59,23 @@ def numeric_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
     return None
 
 
+def sendfile_chunk(fd, fileno, pos, size, first):
+    """One os.sendfile(2) call: the bytes sent, or None if the socket would block. Errors
+    as asyncio raises them: a file/socket pair sendfile(2) cannot serve, on the first
+    call, is SendfileNotAvailableError (the caller falls back); a vanished peer is a
+    ConnectionError."""
+    try:
+        return os.sendfile(fd, fileno, pos, size)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        if first and exc.errno in (errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
+        raise
+
+
 class SocketsMixin:
     # -- name resolution -----------------------------------------------------------------
 
@@ -354,20 +371,12 @@ class SocketsMixin:
                 chunk = min(blocksize, end - offset - total)
                 if chunk <= 0:
                     break
-                try:
-                    sent = os.sendfile(fd, fileno, offset + total, chunk)
-                except (BlockingIOError, InterruptedError):
+                sent = sendfile_chunk(fd, fileno, offset + total, chunk, first=total == 0)
+                if sent is None:
                     fut = self.create_future()
                     self._wait_writable(sock, fut, lambda f, s: f.done() or f.set_result(None))
                     await fut
                     continue
-                except OSError as exc:
-                    if total == 0 and exc.errno in (errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                        # Not a file/socket combination sendfile(2) supports: fall back.
-                        raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
-                    if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
-                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
-                    raise
                 if sent == 0:
                     break  # EOF
                 total += sent

@@ -108,15 +108,7 @@ class SubprocessMixin:
         transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                                       waiter=waiter, extra=extra, **kwargs)
         self._watch_child(transp.get_pid(), transp)
-        try:
-            await waiter
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException:
-            transp.close()
-            await transp._wait()
-            raise
-        return transp
+        return await _started(transp, waiter)
 
     async def _spawn_with_watcher(self, watcher, protocol, args, shell, stdin, stdout, stderr, bufsize, extra,
                                   **kwargs):
@@ -133,15 +125,7 @@ class SubprocessMixin:
             transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
                                                           bufsize, waiter=waiter, extra=extra, **kwargs)
             watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
-            try:
-                await waiter
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                transp.close()
-                await transp._wait()
-                raise
-        return transp
+            return await _started(transp, waiter)
 
     def _child_watcher_callback(self, pid, returncode, transp):
         self.call_soon_threadsafe(transp._process_exited, returncode)
@@ -185,6 +169,20 @@ class SubprocessMixin:
                 self.call_soon_threadsafe(transp._process_exited, returncode)
 
         threading.Thread(target=wait, name=f"ferroloop-waitpid-{pid}", daemon=True).start()
+
+
+async def _started(transp, waiter):
+    """The transport once its pipes are connected; on failure the child is closed and
+    waited for, as asyncio does."""
+    try:
+        await waiter
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException:
+        transp.close()
+        await transp._wait()
+        raise
+    return transp
 
 
 def _user_child_watcher():

@@ -58,11 +58,15 @@ class _FacadeMixin:
         elif core.is_closing():
             info.append("closing")
         info.append(f"fd={core._sock_fd}")
-        if not closed and hasattr(core, "_repr_state"):
-            reading, writing, size = core._repr_state()
-            info.append("read=polling" if reading else "read=idle")
-            info.append(f"write=<{'polling' if writing else 'idle'}, bufsize={size}>")
+        info.extend(self._repr_tail(core, closed))
         return "<{}>".format(" ".join(info))
+
+    def _repr_tail(self, core, closed):
+        # asyncio's socket transports: read=polling|idle write=<polling|idle, bufsize=N>
+        if closed or not hasattr(core, "_repr_state"):
+            return []
+        reading, writing, size = core._repr_state()
+        return ["read=polling" if reading else "read=idle", f"write=<{'polling' if writing else 'idle'}, bufsize={size}>"]
 
     def __del__(self, _warn=warnings.warn):
         core = self.__dict__.get("_core")
@@ -113,27 +117,16 @@ def _pipe_mode(pipe):
 
 
 class _PipeFacadeMixin(_FacadeMixin):
-    def __repr__(self):
+    def _repr_tail(self, core, closed):
         # asyncio's pipe repr: <... fd=N polling|idle>, "open" once its loop is closed
-        core = self._core
-        info = [type(self).__name__]
-        closed = core._is_closed()
         if closed:
-            info.append("closed")
-        elif core.is_closing():
-            info.append("closing")
-        info.append(f"fd={core._sock_fd}")
-        if closed:
-            info.append("closed")
-        elif self._loop.is_closed():
-            info.append("open")
-        elif isinstance(self, ReadPipeTransport):
-            info.append("polling" if core.is_reading() else "idle")
-        else:
-            size = core.get_write_buffer_size()
-            info.append("polling" if size else "idle")
-            info.append(f"bufsize={size}")
-        return "<{}>".format(" ".join(info))
+            return ["closed"]
+        if self._loop.is_closed():
+            return ["open"]
+        if isinstance(self, ReadPipeTransport):
+            return ["polling" if core.is_reading() else "idle"]
+        size = core.get_write_buffer_size()
+        return ["polling" if size else "idle", f"bufsize={size}"]
 
 
 class ReadPipeTransport(_PipeFacadeMixin, transports.ReadTransport):
