@@ -7,6 +7,7 @@ mod fastcall;
 mod gil_cell;
 mod handles;
 mod poller;
+mod sendfile;
 mod timers;
 mod trace;
 mod transports;
@@ -23,6 +24,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
+    m.add_function(wrap_pyfunction!(sendfile::sendfile_chunk, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -332,3 +332,34 @@ def test_user_child_watcher_is_asked_as_each_python_asks_it(loop):
 
     loop.run_until_complete(main())
     assert asked == (["entered"] if sys.version_info < (3, 12) else ["installed"])
+
+
+def test_spawn_makes_no_blocking_read_on_the_loop_thread(loop, monkeypatch):
+    """Popen reads its exec-error pipe, blocking until the child has exec'd: ferroloop
+    starts children on its spawner thread, so that read is never on the loop thread
+    (blockbuster refuses it outside asyncio's frames). Success and a failed exec both."""
+    import threading
+
+    loop_thread = threading.get_ident()
+    blocking_reads = []
+    real = os.read
+
+    def spy(fd, n):
+        if threading.get_ident() == loop_thread and os.get_blocking(fd):
+            blocking_reads.append(fd)
+        return real(fd, n)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "print('hi')", stdout=subprocess.PIPE)
+        out, _ = await proc.communicate()
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec("/nonexistent/program")
+        return out, proc.returncode
+
+    monkeypatch.setattr(os, "read", spy)
+    out, rc = loop.run_until_complete(main())
+    assert (out, rc) == (b"hi\n", 0)
+    if isinstance(loop, asyncio.BaseEventLoop):
+        assert blocking_reads  # the control: asyncio reads it on the loop thread
+    else:
+        assert blocking_reads == []
