@@ -40,7 +40,7 @@ LIBRARIES = {
         Library(
             "uvicorn", "0.54.0",
             _BASE + ("uvicorn[standard]==0.54.0", "pytest-mock", "trustme", "cryptography", "httpx",
-                     "a2wsgi", "wsproto", "anyio", "httpx2", "zttp>=0.0.34"),
+                     "a2wsgi", "wsproto", "anyio", "httpx2", "zttp>=0.0.34", "pytest-codspeed"),
             addopts="-rxXs",
             ci=("tests/protocols", "tests/test_server.py", "tests/test_main.py"),
         ),
@@ -56,7 +56,7 @@ LIBRARIES = {
             "aiohttp", "3.14.5",
             _BASE + ("aiodns>=3.3.0", "Brotli>=1.2", "backports.zstd", "blockbuster", "freezegun", "isal",
                      "pkgconfig", "proxy.py>=2.4.4rc5", "pytest-mock", "pytest-xdist", "trustme", "zlib_ng",
-                     "gunicorn", "uvloop", "python-on-whales", "setuptools-git", "re-assert"),
+                     "gunicorn", "uvloop", "python-on-whales", "setuptools-git", "re-assert", "pytest-codspeed"),
             # Its addopts add xdist, coverage and doctests of the (installed) package.
             addopts='-rxXs --strict-markers -p no:cacheprovider -m "not dev_mode and not autobahn and not internal"'
                     " --aiohttp-loop=pyloop",
