@@ -109,21 +109,21 @@ class SubprocessMixin:
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
+        popen = functools.partial(subprocess.Popen, args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+                                  universal_newlines=False, bufsize=bufsize, **kwargs)
         watcher = _user_child_watcher()
         if watcher is not None:
-            return await self._spawn_with_watcher(watcher, protocol, args, shell, stdin, stdout, stderr,
-                                                  bufsize, extra, **kwargs)
-        proc = await _spawn(self, functools.partial(subprocess.Popen, args, shell=shell, stdin=stdin, stdout=stdout,
-                                                    stderr=stderr, universal_newlines=False, bufsize=bufsize,
-                                                    **kwargs))
+            return await self._spawn_with_watcher(watcher, popen, protocol, args, shell, stdin, stdout, stderr,
+                                                  bufsize, extra)
+        proc = await _spawn(self, popen)
         waiter = self.create_future()
         transp = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                           waiter=waiter, extra=extra, _ferroloop_proc=proc)
         self._watch_child(transp.get_pid(), transp)
         return await _started(transp, waiter)
 
-    async def _spawn_with_watcher(self, watcher, protocol, args, shell, stdin, stdout, stderr, bufsize, extra,
-                                  **kwargs):
+    async def _spawn_with_watcher(self, watcher, popen, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                  extra):
         # A program that installed its own child watcher (3.11-3.13) gets asyncio's protocol
         # with it: checked before the child exists, told about the child, reaping it.
         # As asyncio does per version: 3.11 asks what __enter__ returns, 3.12+ the watcher itself.
@@ -133,9 +133,10 @@ class SubprocessMixin:
             if not watcher.is_active():
                 raise RuntimeError("asyncio.get_child_watcher() is not activated, "
                                    "subprocess support is not installed.")
+            proc = await _spawn(self, popen)
             waiter = self.create_future()
-            transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
-                                                          bufsize, waiter=waiter, extra=extra, **kwargs)
+            transp = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                              waiter=waiter, extra=extra, _ferroloop_proc=proc)
             watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
             return await _started(transp, waiter)
 
