@@ -76,12 +76,14 @@ def venv(lib, python, loops):
     py = path / "bin" / "python"
     if not (marker.exists() and marker.read_text() == stamp and py.exists()):
         log(f"{lib.name}: creating {path.relative_to(ROOT)} ({len(reqs)} requirements)")
+        started = time.monotonic()
         if path.exists():
             shutil.rmtree(path)
         subprocess.run([python, "-m", "venv", str(path)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", *reqs], check=True)
         marker.write_text(stamp)
+        log(f"{lib.name}: venv ready in {time.monotonic() - started:.0f} s")
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "ferroloop-dev.pth").write_text(str(ROOT / "python") + "\n")
