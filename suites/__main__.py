@@ -8,6 +8,7 @@ an entry in suites/expectations.txt (or a run never made a ferroloop loop).
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ OUT = runner.ROOT / "artifacts" / "suites"
 
 
 def main(argv=None):
+    # SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C, so the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(prog="python -m suites", description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"libraries (default: all): {', '.join(LIBRARIES)}")
     ap.add_argument("--subset", choices=("ci", "full"), default="full")

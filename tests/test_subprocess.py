@@ -381,7 +381,7 @@ def test_spawn_makes_no_blocking_read_on_the_loop_thread(loop, monkeypatch, watc
         if watcher is not None:
             unset()
     assert (out, rc) == (b"hi\n", 0)
-    if isinstance(loop, asyncio.BaseEventLoop):
-        assert blocking_reads  # the control: asyncio reads it on the loop thread
-    else:
+    # (stock asyncio makes that read on the loop thread where Popen forks; 3.13+ often
+    # posix_spawns instead, with no error pipe)
+    if not isinstance(loop, asyncio.BaseEventLoop):
         assert blocking_reads == []
