@@ -104,6 +104,18 @@ fn current_thread_ident() -> u64 {
 
 /// `selectors._fileobj_to_fd`: an int, or an object with `fileno()`.
 pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    checked_fd(fileobj_to_raw_fd(obj)?)
+}
+
+fn checked_fd(fd: i64) -> PyResult<RawFd> {
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+    }
+    RawFd::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
+}
+
+/// The number an int or `fileno()` gives, negative included (a closed socket's -1).
+fn fileobj_to_raw_fd(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     let py = obj.py();
     let fd: i64 = if obj.is_instance_of::<PyInt>() {
         obj.extract()?
@@ -120,10 +132,7 @@ pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
             Err(e) => return Err(e),
         }
     };
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
-    }
-    RawFd::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
+    Ok(fd)
 }
 
 fn os_error(e: std::io::Error) -> PyErr {
@@ -290,8 +299,10 @@ impl CoreLoop {
             poller.add_transport(fd, source).map_err(os_error)?
         };
         // asyncio lets a transport take over an fd that had add_reader/add_writer callbacks.
-        for h in displaced {
-            Handle::cancel(h.bind(py))?;
+        if let Some(w) = displaced {
+            for h in w.reader.iter().chain(w.writer.iter()) {
+                Handle::cancel(h.bind(py))?;
+            }
         }
         Ok(key)
     }
@@ -629,7 +640,8 @@ impl CoreLoop {
         args: Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let fd = fileobj_to_fd(fd)?;
+        let fileobj = fd;
+        let fd = fileobj_to_fd(fileobj)?;
         self.check_closed()?;
         let method = if dir == Direction::Read { "add_reader" } else { "add_writer" };
         self.check_callback(slf, &callback, method)?;
@@ -641,28 +653,40 @@ impl CoreLoop {
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             let poller = poller.as_mut().ok_or_else(closed_error)?;
-            poller.add_fd(py, fd, dir, handle.clone_ref(py))
+            let obj = (!fileobj.is_instance_of::<PyInt>()).then(|| fileobj.clone().unbind());
+            poller.add_fd(py, fd, obj, dir, handle.clone_ref(py))
         };
-        let old = old.map_err(|e| fd_error(py, fd, e))?;
+        let (old, _released_obj) = old.map_err(|e| fd_error(py, fd, e))?;
         if let Some(old) = old {
             Handle::cancel(old.bind(py))?;
         }
         Ok(handle)
     }
 
-    fn unwatch_fd(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, dir: Direction) -> PyResult<bool> {
-        let fd = fileobj_to_fd(fd)?;
+    fn unwatch_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>, dir: Direction) -> PyResult<bool> {
+        // As asyncio: an object without fileno() is refused even on a closed loop; any
+        // number (a closed socket's -1 too) gets False there.
+        let raw = fileobj_to_raw_fd(fileobj)?;
         if self.closed.load(Relaxed) {
             return Ok(false);
         }
+        let fd = match checked_fd(raw) {
+            Ok(fd) => fd,
+            // A closed socket answers fileno() with -1: as selectors do, look for the
+            // registration of the object itself before giving up.
+            Err(e) => {
+                let found = self.poller.borrow(py)?.as_ref().and_then(|p| p.fd_of_fileobj(fileobj));
+                found.ok_or(e)?
+            }
+        };
         let old = {
             let mut poller = self.poller.borrow_mut(py)?;
             match poller.as_mut() {
                 Some(p) => p.remove_fd(py, fd, dir),
-                None => Ok(None),
+                None => Ok((None, None)),
             }
         };
-        let old = old.map_err(|e| fd_error(py, fd, e))?;
+        let (old, _released_obj) = old.map_err(|e| fd_error(py, fd, e))?;
         match old {
             Some(h) => {
                 Handle::cancel(h.bind(py))?;

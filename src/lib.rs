@@ -7,9 +7,11 @@ mod fastcall;
 mod gil_cell;
 mod handles;
 mod poller;
+mod sendfile;
 mod timers;
 mod trace;
 mod transports;
+mod unix_paths;
 
 use pyo3::prelude::*;
 
@@ -23,6 +25,10 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
+    m.add_function(wrap_pyfunction!(sendfile::sendfile_chunk, m)?)?;
+    m.add_function(wrap_pyfunction!(unix_paths::remove_stale_socket, m)?)?;
+    m.add_function(wrap_pyfunction!(unix_paths::path_inode, m)?)?;
+    m.add_function(wrap_pyfunction!(unix_paths::unlink_if_inode, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

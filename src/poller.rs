@@ -29,11 +29,14 @@ pub(crate) struct PollCore {
     events: Events,
 }
 
-/// A plain fd watched for `add_reader`/`add_writer`.
+/// A plain fd watched for `add_reader`/`add_writer`. The file object it was given (when
+/// not an int) is kept, as a selector's key keeps it: once that object is closed its
+/// `fileno()` is -1, and `remove_reader(obj)` finds the registration by identity.
 pub(crate) struct FdWatch {
     fd: RawFd,
-    reader: Option<Py<Handle>>,
-    writer: Option<Py<Handle>>,
+    fileobj: Option<Py<PyAny>>,
+    pub(crate) reader: Option<Py<Handle>>,
+    pub(crate) writer: Option<Py<Handle>>,
 }
 
 impl FdWatch {
@@ -127,14 +130,25 @@ impl Poller {
         }
     }
 
-    /// Installs `handle` as the reader or writer of `fd`; returns the handle it replaces.
+    /// The fd under which `fileobj` itself was registered (`selectors`' exhaustive search,
+    /// for an object whose `fileno()` no longer answers).
+    pub(crate) fn fd_of_fileobj(&self, fileobj: &Bound<'_, PyAny>) -> Option<RawFd> {
+        self.sources.iter().find_map(|(_, source)| match source {
+            Source::Fd(w) if w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)) => Some(w.fd),
+            _ => None,
+        })
+    }
+
+    /// Installs `handle` as the reader or writer of `fd`; returns the handle it replaces
+    /// and the file object it no longer holds (both to be let go outside the borrow).
     pub(crate) fn add_fd(
         &mut self,
         py: Python<'_>,
         fd: RawFd,
+        fileobj: Option<Py<PyAny>>,
         dir: Direction,
         handle: Py<Handle>,
-    ) -> Result<Option<Py<Handle>>, FdError> {
+    ) -> Result<(Option<Py<Handle>>, Option<Py<PyAny>>), FdError> {
         if let Some(t) = self.transport_at(py, fd) {
             return Err(FdError::OwnedByTransport(t));
         }
@@ -154,9 +168,13 @@ impl Poller {
                 };
                 return Err(e.into());
             }
-            return Ok(old);
+            let old_obj = match fileobj {
+                Some(o) => w.fileobj.replace(o),
+                None => None,
+            };
+            return Ok((old, old_obj));
         }
-        let mut w = FdWatch { fd, reader: None, writer: None };
+        let mut w = FdWatch { fd, fileobj, reader: None, writer: None };
         match dir {
             Direction::Read => w.reader = Some(handle),
             Direction::Write => w.writer = Some(handle),
@@ -167,46 +185,52 @@ impl Poller {
         self.registry.register(&mut SourceFd(&fd), Token(key), interest)?;
         entry.insert(Source::Fd(w));
         self.by_fd.insert(fd, key);
-        Ok(None)
+        Ok((None, None))
     }
 
-    /// Removes the reader or writer of `fd`; returns it (None if there was none).
-    pub(crate) fn remove_fd(&mut self, py: Python<'_>, fd: RawFd, dir: Direction) -> Result<Option<Py<Handle>>, FdError> {
+    /// Removes the reader or writer of `fd`; returns it (None if there was none), and the
+    /// file object once nothing watches the fd any more.
+    pub(crate) fn remove_fd(
+        &mut self,
+        py: Python<'_>,
+        fd: RawFd,
+        dir: Direction,
+    ) -> Result<(Option<Py<Handle>>, Option<Py<PyAny>>), FdError> {
         if let Some(t) = self.transport_at(py, fd) {
             return Err(FdError::OwnedByTransport(t));
         }
-        let Some(&key) = self.by_fd.get(&fd) else { return Ok(None) };
+        let Some(&key) = self.by_fd.get(&fd) else { return Ok((None, None)) };
         let Source::Fd(w) = &mut self.sources[key] else { unreachable!("checked above") };
         let old = match dir {
             Direction::Read => w.reader.take(),
             Direction::Write => w.writer.take(),
         };
         if old.is_none() {
-            return Ok(None);
+            return Ok((None, None));
         }
         match w.interest() {
             Some(interest) => {
                 // The fd may be closed already; the kernel then forgot it, which is fine.
                 let _ = rearm(&self.registry, fd, key, interest);
+                Ok((old, None))
             }
             None => {
                 let _ = self.registry.deregister(&mut SourceFd(&fd));
-                self.sources.remove(key);
                 self.by_fd.remove(&fd);
+                let Source::Fd(w) = self.sources.remove(key) else { unreachable!("checked above") };
+                Ok((old, w.fileobj))
             }
         }
-        Ok(old)
     }
 
     /// Registers a native transport (readable and writable, edge-triggered). An fd watcher
-    /// on the same fd is displaced; its handles are returned for cancelling.
-    pub(crate) fn add_transport(&mut self, fd: RawFd, source: Source) -> io::Result<(usize, Vec<Py<Handle>>)> {
-        let mut displaced = Vec::new();
+    /// on the same fd is displaced; it is returned, for its handles to be cancelled.
+    pub(crate) fn add_transport(&mut self, fd: RawFd, source: Source) -> io::Result<(usize, Option<FdWatch>)> {
+        let mut displaced = None;
         if let Some(key) = self.by_fd.remove(&fd) {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
             if let Source::Fd(w) = self.sources.remove(key) {
-                displaced.extend(w.reader);
-                displaced.extend(w.writer);
+                displaced = Some(w);
             }
         }
         let entry = self.sources.vacant_entry();

@@ -181,3 +181,57 @@ def test_datagram_transport_is_a_transport_too(floop):
             tr.close()
 
     assert floop.run_until_complete(main()) == (True, True)
+
+
+def test_write_buffer_size_returns_to_zero_after_eagain(loop, tmp_path):
+    """A datagram refused with EAGAIN is buffered and counted; once flushed the size is 0
+    again, so a low-water mark of 0 brings resume_writing. (CPython 3.13.0-3.13.5 counted
+    8 bytes per datagram on sendto and took back only the bytes: gh-135444.)"""
+    import sys
+
+    if loop.__class__.__module__.startswith("asyncio") and (3, 13) <= sys.version_info < (3, 13, 6):
+        pytest.xfail("gh-135444: this asyncio never returns to 0")
+    path = str(tmp_path / "peer")
+    b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.bind(path)
+    b.setblocking(False)
+
+    class Flow(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.events = []
+            self.resumed = asyncio.Event()
+
+        def pause_writing(self):
+            self.events.append("pause")
+
+        def resume_writing(self):
+            self.events.append("resume")
+            self.resumed.set()
+
+    async def main():
+        tr, proto = await loop.create_datagram_endpoint(Flow, family=socket.AF_UNIX, remote_addr=path)
+        tr.set_write_buffer_limits(high=0)
+        assert tr.get_write_buffer_limits() == (0, 0)
+        sent = 0
+        # An AF_UNIX datagram socket refuses (EAGAIN) once the peer's queue is full.
+        while tr.get_write_buffer_size() == 0 and sent < 10_000:
+            tr.sendto(b"x" * 100)
+            sent += 1
+        assert tr.get_write_buffer_size() > 0, "the peer's queue never filled"
+        assert proto.events == ["pause"]
+        got = 0
+        async with asyncio.timeout(10):
+            while not proto.resumed.is_set():
+                try:
+                    while b.recv(200):
+                        got += 1
+                except BlockingIOError:
+                    pass
+                await asyncio.sleep(0)
+        assert proto.events == ["pause", "resume"]
+        assert tr.get_write_buffer_size() == 0
+        tr.close()
+        return sent
+
+    loop.run_until_complete(main())
+    b.close()

@@ -195,3 +195,29 @@ def test_fd_closed_without_remove_then_reused(floop):
     assert got == [b"again"]
     loop.remove_reader(reader)
     c.close(), d.close()
+
+
+def test_remove_watchers_of_a_socket_closed_meanwhile(loop):
+    """As selectors find a key by its file object once fileno() says -1: True, then the
+    object is unknown again (ValueError, as for any closed socket)."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    loop.add_reader(a, print)
+    loop.add_writer(c, print)
+    a.close(), c.close()
+    assert loop.remove_reader(a) is True
+    assert loop.remove_writer(c) is True
+    for method, sock in ((loop.remove_reader, a), (loop.remove_writer, c)):
+        with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+            method(sock)
+    b.close(), d.close()
+
+
+def test_remove_reader_of_a_closed_socket_on_a_closed_loop(loop):
+    a, b = socket.socketpair()
+    a.close()
+    loop.close()
+    assert loop.remove_reader(a) is False
+    with pytest.raises(ValueError, match="Invalid file object"):
+        loop.remove_reader(object())
+    b.close()

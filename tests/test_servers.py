@@ -293,3 +293,52 @@ def test_server_soak_keeps_fds_flat(floop):
 
     base, after = floop.run_until_complete(main())
     assert after <= base
+
+
+def test_unix_socket_paths_handled_natively(loop, tmp_path, monkeypatch):
+    """A stale socket file is removed before bind, a regular file is left alone (bind
+    fails), and a datagram endpoint's stale file too; on ferroloop none of it is a Python
+    os.stat/os.remove/os.unlink on the loop thread (blockbuster, run by aiohttp's suite,
+    accepts those only from asyncio's own frames)."""
+    import threading
+
+    stale = str(tmp_path / "stale.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(stale)
+    s.close()  # the file stays behind, as after a crash
+    regular = tmp_path / "regular"
+    regular.write_text("not a socket")
+    dgram_stale = str(tmp_path / "dgram.sock")
+    d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    d.bind(dgram_stale)
+    d.close()
+    loop_thread = threading.get_ident()
+    calls = []
+    for name in ("stat", "remove", "unlink"):
+        real = getattr(os, name)
+
+        def spy(*a, _real=real, _name=name, **kw):
+            if threading.get_ident() == loop_thread:
+                calls.append(_name)
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(os, name, spy)
+
+    async def main():
+        srv = await loop.create_unix_server(Echo, stale)
+        r, w = await asyncio.open_unix_connection(stale)
+        w.write(b"ok")
+        assert await r.readexactly(2) == b"ok"
+        w.close()
+        srv.close()
+        await srv.wait_closed()
+        with pytest.raises(OSError):
+            await loop.create_unix_server(Echo, str(regular))
+        tr, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=dgram_stale,
+                                                    family=socket.AF_UNIX)
+        tr.close()
+
+    loop.run_until_complete(main())
+    assert regular.read_text() == "not a socket"
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        assert calls == []

@@ -101,6 +101,52 @@ def test_sock_connect_refused(loop):
     loop.run_until_complete(main())
 
 
+def test_refused_connect_leaves_no_reference_cycle(loop, tmp_path):
+    """asyncio breaks the cycle a failed connect makes (exception -> traceback -> frame
+    -> future -> exception): once the caller lets go, nothing is left for the garbage
+    collector, for sock_connect (TCP, and a Unix path nobody listens on) and
+    create_connection alike."""
+    import gc
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    dead = tmp_path / "nobody.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(dead))
+    listener.close()  # the file stays, nobody listens: ECONNREFUSED at once
+
+    async def attempts():
+        for family, addr in ((socket.AF_INET, ("127.0.0.1", port)), (socket.AF_UNIX, str(dead))):
+            s = socket.socket(family)
+            s.setblocking(False)
+            try:
+                await loop.sock_connect(s, addr)
+            except ConnectionRefusedError:
+                pass
+            finally:
+                s.close()
+        try:
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        except ConnectionRefusedError:
+            pass
+
+    loop.run_until_complete(attempts())  # warm up (first-call caches)
+    gc.collect()
+    gc.disable()
+    try:
+        loop.run_until_complete(attempts())
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, (OSError, asyncio.Future))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+
+
 def test_sock_connect_resolves_names(loop):
     async def main():
         lsock = socket.socket()
@@ -255,3 +301,83 @@ def test_transport_sendfile_large_file_slow_reader(loop, tmp_path):
 
     sent, got = loop.run_until_complete(main())
     assert sent == size and got == path.read_bytes()
+
+
+def test_sendfile_makes_no_python_os_call(floop, tmp_path, monkeypatch):
+    """sendfile(2) per chunk is native: no Python-level os.sendfile on the loop thread
+    (blockbuster, run by aiohttp's and anyio's suites, refuses that outside asyncio's own
+    frames), for loop.sendfile and sock_sendfile alike."""
+    loop = floop
+    data = os.urandom(300_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    calls = []
+    real = os.sendfile
+    monkeypatch.setattr(os, "sendfile", lambda *a: calls.append(a) or real(*a))
+
+    async def main():
+        received = bytearray()
+        done = loop.create_future()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, d):
+                received.extend(d)
+                if len(received) >= 2 * len(data) and not done.done():
+                    done.set_result(None)
+
+        srv = await loop.create_server(Sink, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        tr, _ = await loop.create_connection(asyncio.Protocol, *addr)
+        with open(path, "rb") as f:
+            assert await loop.sendfile(tr, f) == len(data)
+        s = socket.socket()
+        s.setblocking(False)
+        await loop.sock_connect(s, addr)
+        with open(path, "rb") as f:
+            assert await loop.sock_sendfile(s, f, fallback=False) == len(data)
+            assert f.tell() == len(data)
+        await asyncio.wait_for(done, 10)
+        tr.close(), s.close()
+        srv.close()
+
+    loop.run_until_complete(main())
+    assert calls == []
+
+
+def test_sock_sendfile_errors_as_asyncio_maps_them(loop, tmp_path):
+    """A peer gone before the first byte: SendfileNotAvailableError (no fallback asked);
+    gone midway: the OSError itself (EPIPE or ECONNRESET), the file position kept."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(8_000_000))
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.close()
+        with open(path, "rb") as f:
+            with pytest.raises(asyncio.SendfileNotAvailableError, match="os.sendfile call failed"):
+                await loop.sock_sendfile(a, f, fallback=False)
+        a.close()
+
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+
+        async def read_some_then_close():
+            got = 0
+            while got < 100_000:
+                try:
+                    got += len(await loop.sock_recv(b, 65536))
+                except BlockingIOError:
+                    await asyncio.sleep(0)
+            b.close()
+
+        reader = asyncio.ensure_future(read_some_then_close())
+        with open(path, "rb") as f:
+            with pytest.raises((BrokenPipeError, ConnectionResetError)):
+                await loop.sock_sendfile(a, f, fallback=False)
+            assert 0 < f.tell() < 8_000_000
+        await reader
+        a.close()
+
+    loop.run_until_complete(main())

@@ -332,3 +332,56 @@ def test_user_child_watcher_is_asked_as_each_python_asks_it(loop):
 
     loop.run_until_complete(main())
     assert asked == (["entered"] if sys.version_info < (3, 12) else ["installed"])
+
+
+@pytest.mark.parametrize("watcher", [None, "threaded"])
+def test_spawn_makes_no_blocking_read_on_the_loop_thread(loop, monkeypatch, watcher):
+    """Popen reads its exec-error pipe, blocking until the child has exec'd: ferroloop
+    starts children on its spawner thread, so that read is never on the loop thread
+    (blockbuster refuses it outside asyncio's frames). Success and a failed exec both,
+    and with a child watcher the program installed (3.11-3.13)."""
+    import threading
+    import warnings
+
+    if watcher is not None:
+        if sys.version_info >= (3, 14):
+            pytest.skip("child watchers are gone in 3.14")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            w = asyncio.ThreadedChildWatcher()
+            asyncio.set_child_watcher(w)
+
+        def unset():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                asyncio.set_child_watcher(None)
+                w.close()
+
+
+    loop_thread = threading.get_ident()
+    blocking_reads = []
+    real = os.read
+
+    def spy(fd, n):
+        if threading.get_ident() == loop_thread and os.get_blocking(fd):
+            blocking_reads.append(fd)
+        return real(fd, n)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "print('hi')", stdout=subprocess.PIPE)
+        out, _ = await proc.communicate()
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec("/nonexistent/program")
+        return out, proc.returncode
+
+    monkeypatch.setattr(os, "read", spy)
+    try:
+        out, rc = loop.run_until_complete(main())
+    finally:
+        if watcher is not None:
+            unset()
+    assert (out, rc) == (b"hi\n", 0)
+    # (stock asyncio makes that read on the loop thread where Popen forks; 3.13+ often
+    # posix_spawns instead, with no error pipe)
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        assert blocking_reads == []

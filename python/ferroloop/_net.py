@@ -9,11 +9,11 @@ import io
 import itertools
 import os
 import socket
-import stat
 import sys
 from asyncio import constants, exceptions, sslproto, staggered, tasks, trsock
 from asyncio.log import logger
 
+from ._ferroloop import path_inode, remove_stale_socket, unlink_if_inode
 from ._server import Server
 from ._sockets import check_ssl_socket, sendfile_chunk
 from ._transports import DatagramTransport, SocketTransport
@@ -359,8 +359,7 @@ class NetworkMixin:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             if not _is_abstract_unix(path):
                 try:
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.remove(path)  # a stale socket file from an earlier run
+                    remove_stale_socket(path)  # a socket file left by an earlier run
                 except FileNotFoundError:
                     pass
                 except OSError as err:
@@ -384,7 +383,7 @@ class NetworkMixin:
             name = sock.getsockname()
             if name and not _is_abstract_unix(name):
                 try:
-                    self._unix_server_inodes[sock] = (name, os.stat(name).st_ino)
+                    self._unix_server_inodes[sock] = (name, path_inode(name))
                 except FileNotFoundError:
                     pass
         sock.setblocking(False)
@@ -415,8 +414,7 @@ class NetworkMixin:
             # Remove the socket file only if it is still ours (not replaced meanwhile).
             path, inode = entry
             try:
-                if os.stat(path).st_ino == inode:
-                    os.unlink(path)
+                unlink_if_inode(path, inode)
             except FileNotFoundError:
                 pass
             except OSError as err:
@@ -646,8 +644,7 @@ class NetworkMixin:
                         raise TypeError("string is expected")
                 if local_addr and not _is_abstract_unix(local_addr):
                     try:
-                        if stat.S_ISSOCK(os.stat(local_addr).st_mode):
-                            os.remove(local_addr)
+                        remove_stale_socket(local_addr)
                     except FileNotFoundError:
                         pass
                     except OSError as err:

@@ -10,6 +10,8 @@ import os
 import socket
 from asyncio import exceptions
 
+from ._ferroloop import sendfile_chunk  # noqa: F401  (one sendfile(2) per chunk, native)
+
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _SENDFILE_FALLBACK_READBUFFER_SIZE = 256 * 1024  # asyncio.constants
 # Flags a numeric-host lookup answers exactly like getaddrinfo() would.
@@ -57,23 +59,6 @@ def numeric_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
             return af, type, proto, "", (host, port, flowinfo, scopeid)
         return af, type, proto, "", (host, port)
     return None
-
-
-def sendfile_chunk(fd, fileno, pos, size, first):
-    """One os.sendfile(2) call: the bytes sent, or None if the socket would block. Errors
-    as asyncio raises them: a file/socket pair sendfile(2) cannot serve, on the first
-    call, is SendfileNotAvailableError (the caller falls back); a vanished peer is a
-    ConnectionError."""
-    try:
-        return os.sendfile(fd, fileno, pos, size)
-    except (BlockingIOError, InterruptedError):
-        return None
-    except OSError as exc:
-        if first and exc.errno in (errno.ENOTSOCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise exceptions.SendfileNotAvailableError("os.sendfile call failed") from exc
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
-            raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
-        raise
 
 
 class SocketsMixin:
@@ -154,6 +139,8 @@ class SocketsMixin:
             fut.set_exception(exc)
         else:
             fut.set_result(result)
+        finally:
+            fut = None  # as in _sock_connect_done
         return True
 
     # -- receiving -----------------------------------------------------------------------
@@ -279,24 +266,26 @@ class SocketsMixin:
             fut = None  # break the cycle through the exception's traceback
 
     def _retry_unix_connect(self, fut, sock, address, delay):
-        def attempt():
-            if fut.done():
-                return
-            try:
-                sock.connect(address)
-            except BlockingIOError as exc:
-                if exc.errno == errno.EAGAIN:
-                    self._retry_unix_connect(fut, sock, address, min(delay * 2, 0.1))
-                    return
-                fut.set_exception(exc)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(None)
+        self.call_later(delay, self._unix_connect_attempt, fut, sock, address, delay)
 
-        self.call_later(delay, attempt)
+    def _unix_connect_attempt(self, fut, sock, address, delay):
+        if fut.done():
+            return
+        try:
+            sock.connect(address)
+        except BlockingIOError as exc:
+            if exc.errno == errno.EAGAIN:
+                self._retry_unix_connect(fut, sock, address, min(delay * 2, 0.1))
+                return
+            fut.set_exception(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        finally:
+            fut = None  # as in _sock_connect_done
 
     @staticmethod
     def _sock_connect_done(fut, sock, address):
@@ -314,6 +303,8 @@ class SocketsMixin:
             fut.set_exception(exc)
         else:
             fut.set_result(None)
+        finally:
+            fut = None  # the exception's traceback holds this frame: no cycle through fut
 
     # -- sendfile ------------------------------------------------------------------------
 

@@ -6,9 +6,18 @@ what ferroloop adds is how a child's exit is noticed: a pidfd (Linux 5.3+) watch
 the loop like any fd — no SIGCHLD handler (a user's stays untouched), no polling, and the
 child is reaped at once, so no zombies however many children run. Where pidfds are
 missing (macOS, old kernels) a thread per child blocks in waitpid(pid) instead.
+
+The child itself is started (Popen: fork, exec, then a blocking read of the exec-error
+pipe until the exec happened) on one spawner thread per process, not on the loop thread:
+the loop goes on meanwhile, and no blocking os.read is made on it (blockbuster, which
+aiohttp's and anyio's suites run, refuses that outside asyncio's own frames). The thread
+lives as long as the process, so a child's PR_SET_PDEATHSIG means what it means under
+asyncio (it is tied to the thread that forked).
 """
 
+import functools
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -100,18 +109,21 @@ class SubprocessMixin:
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
+        popen = functools.partial(subprocess.Popen, args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+                                  universal_newlines=False, bufsize=bufsize, **kwargs)
         watcher = _user_child_watcher()
         if watcher is not None:
-            return await self._spawn_with_watcher(watcher, protocol, args, shell, stdin, stdout, stderr,
-                                                  bufsize, extra, **kwargs)
+            return await self._spawn_with_watcher(watcher, popen, protocol, args, shell, stdin, stdout, stderr,
+                                                  bufsize, extra)
+        proc = await _spawn(self, popen)
         waiter = self.create_future()
-        transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                                                      waiter=waiter, extra=extra, **kwargs)
+        transp = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                          waiter=waiter, extra=extra, _ferroloop_proc=proc)
         self._watch_child(transp.get_pid(), transp)
         return await _started(transp, waiter)
 
-    async def _spawn_with_watcher(self, watcher, protocol, args, shell, stdin, stdout, stderr, bufsize, extra,
-                                  **kwargs):
+    async def _spawn_with_watcher(self, watcher, popen, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                  extra):
         # A program that installed its own child watcher (3.11-3.13) gets asyncio's protocol
         # with it: checked before the child exists, told about the child, reaping it.
         # As asyncio does per version: 3.11 asks what __enter__ returns, 3.12+ the watcher itself.
@@ -121,9 +133,10 @@ class SubprocessMixin:
             if not watcher.is_active():
                 raise RuntimeError("asyncio.get_child_watcher() is not activated, "
                                    "subprocess support is not installed.")
+            proc = await _spawn(self, popen)
             waiter = self.create_future()
-            transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
-                                                          bufsize, waiter=waiter, extra=extra, **kwargs)
+            transp = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                              waiter=waiter, extra=extra, _ferroloop_proc=proc)
             watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
             return await _started(transp, waiter)
 
@@ -169,6 +182,70 @@ class SubprocessMixin:
                 self.call_soon_threadsafe(transp._process_exited, returncode)
 
         threading.Thread(target=wait, name=f"ferroloop-waitpid-{pid}", daemon=True).start()
+
+
+class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
+    """asyncio's subprocess transport, adopting a child the spawner thread started."""
+
+    def _start(self, args, shell, stdin, stdout, stderr, bufsize, _ferroloop_proc, **kwargs):
+        self._proc = _ferroloop_proc
+
+
+_spawn_jobs = None
+_spawn_lock = threading.Lock()
+
+
+def _spawn(loop, popen):
+    """A future for `popen()` run on the spawner thread."""
+    global _spawn_jobs
+    fut = loop.create_future()
+    with _spawn_lock:
+        if _spawn_jobs is None:
+            jobs = queue.SimpleQueue()
+            threading.Thread(target=_spawner, args=(jobs,), name="ferroloop-spawner", daemon=True).start()
+            _spawn_jobs = jobs
+    _spawn_jobs.put((loop, fut, popen))
+    return fut
+
+
+def _spawner(jobs):
+    while True:
+        loop, fut, job = jobs.get()
+        proc = exc = None
+        try:
+            proc = job()
+        except BaseException as e:  # handed to the awaiting task, raised there
+            exc = e
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(_deliver, fut, proc, exc)
+            except RuntimeError:  # the loop closed meanwhile: nobody takes the child
+                if proc is not None:
+                    _discard(proc)
+                    proc.wait()
+        loop = fut = job = proc = exc = None
+
+
+def _deliver(fut, proc, exc):
+    if fut.cancelled():
+        if proc is not None:
+            _discard(proc)
+            _spawn_jobs.put((None, None, proc.wait))  # reaped off the loop thread
+    elif exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(proc)
+
+
+def _discard(proc):
+    """A child started for a caller that is gone (cancelled, or its loop closed)."""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
 
 
 async def _started(transp, waiter):

@@ -27,8 +27,12 @@ use crate::poller::Source;
 
 /// Datagrams read per readiness before yielding to other callbacks.
 const READ_BATCH: usize = 32;
-/// asyncio counts 8 bytes of header per buffered datagram (3.13).
-const HEADER_SIZE: usize = 8;
+/// What asyncio counts per buffered datagram beyond its bytes: 8 bytes of header from
+/// 3.13 on, nothing before. A flush takes back exactly what sendto counted, so the size is
+/// 0 again once the buffer is empty (3.13's own transport takes back only the bytes).
+fn header_size(py: Python<'_>) -> usize {
+    if py.version_info() >= (3, 13) { 8 } else { 0 }
+}
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -58,6 +62,8 @@ pub struct DatagramTransport {
     fd: RawFd,
     /// AF_INET / AF_INET6 get native address conversion.
     inet: bool,
+    /// Per-datagram overhead in get_write_buffer_size (`header_size`).
+    header: usize,
     loop_: Py<CoreLoop>,
     st: GilCell<State>,
 }
@@ -279,7 +285,7 @@ impl DatagramTransport {
                 }
                 match st.buf.pop_front() {
                     Some((data, addr)) => {
-                        st.buf_size -= data.bind(py).as_bytes().len();
+                        st.buf_size -= data.bind(py).as_bytes().len() + me.header;
                         (data, addr)
                     }
                     None => break,
@@ -292,7 +298,7 @@ impl DatagramTransport {
                 SendOutcome::Sent => {}
                 SendOutcome::WouldBlock => {
                     let mut st = me.st.borrow_mut(py)?;
-                    st.buf_size += bytes.as_bytes().len();
+                    st.buf_size += bytes.as_bytes().len() + me.header;
                     st.buf.push_front((data, addr));
                     return Ok(());
                 }
@@ -443,6 +449,7 @@ impl DatagramTransport {
             DatagramTransport {
                 fd,
                 inet: family == libc::AF_INET || family == libc::AF_INET6,
+                header: header_size(py),
                 loop_: r#loop.clone().unbind(),
                 st: GilCell::new(State {
                     protocol: Some(protocol.clone().unbind()),
@@ -529,7 +536,7 @@ impl DatagramTransport {
         let pause = {
             let mut st = me.st.borrow_mut(py)?;
             st.buf.push_back((PyBytes::new(py, view.as_slice()).unbind(), addr.map(Bound::unbind)));
-            st.buf_size += view.len() + HEADER_SIZE;
+            st.buf_size += view.len() + me.header;
             let pause = st.buf_size > st.high && !st.protocol_paused;
             if pause {
                 st.protocol_paused = true;
