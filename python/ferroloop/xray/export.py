@@ -6,7 +6,7 @@ import html
 import json
 
 from .analysis import suspension
-from .recorder import DATAGRAM, FD, STREAM, TIMER
+from .model import DATAGRAM, FD, STREAM, TIMER
 
 LOOP_PID, EXEC_PID = 1, 2
 LOOP_TID, TIMERS_TID, IO_TID = 0, 1, 2

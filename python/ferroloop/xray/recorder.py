@@ -12,68 +12,15 @@ import time
 import traceback
 import warnings
 import weakref
-from dataclasses import dataclass, field
 
-# Origins, as src/trace.rs numbers them.
-SOON, TIMER, FD, THREAD, STREAM, DATAGRAM = 1, 2, 3, 4, 5, 6
-ORIGIN_NAMES = {SOON: "callback", TIMER: "timer", FD: "IO", THREAD: "thread", STREAM: "IO", DATAGRAM: "IO"}
-
-_PKG_DIRS = tuple(
-    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-    for m in (asyncio, sys.modules[__name__.rsplit(".", 2)[0]])
-)
-_STDLIB_DIR = os.path.dirname(os.path.abspath(threading.__file__)) + os.sep
+from .model import DATAGRAM, FD, SOON, STREAM, THREAD, TIMER, Entry, Job, TaskInfo  # noqa: F401
+from .names import FERROLOOP_DIR, _PKG_DIRS, _STDLIB_DIR, user_frame as _user_frame
+from .names import caller_where, task_name
 
 
-def _user_frame(frames):
-    """The innermost frame of the program itself (not asyncio, ferroloop, the stdlib)."""
-    for fs in reversed(frames):
-        fname = os.path.abspath(fs.filename)
-        if not fname.startswith(_PKG_DIRS) and not fname.startswith(_STDLIB_DIR) and not fs.filename.startswith("<"):
-            return fs
-    return frames[-1] if frames else None
-
-
-@dataclass
-class Entry:
-    seq: int
-    origin: int
-    cause: int
-    t0: float
-    t1: float
-    cpu: float
-    task: object = None  # the Task whose step this was
-    label: str = ""
-    internal: bool = False  # the recorder's own callbacks
-
-    @property
-    def duration(self):
-        return self.t1 - self.t0
-
-
-@dataclass
-class TaskInfo:
-    task: object
-    name: str
-    coro: str
-    created_at: float
-    created_where: object  # traceback.FrameSummary or None
-    steps: list = field(default_factory=list)  # Entry
-    done_at: float = None
-    outcome: str = "pending"  # result / exception / cancelled / pending
-    exception: str = None
-    pending_at_main_exit: bool = False
-    cancelled_at_shutdown: bool = False
-    internal: bool = False  # asyncio's/ferroloop's own (shutdown_asyncgens, ...)
-
-
-@dataclass
-class Job:
-    kind: str  # thread / process / other
-    lane: str
-    name: str
-    t0: float
-    t1: float
+@functools.lru_cache(maxsize=1024)
+def _in_ferroloop(filename):
+    return os.path.abspath(filename).startswith(FERROLOOP_DIR)
 
 
 def _timed_call(func, args):
@@ -114,6 +61,11 @@ class Recorder:
         self.stopped = None
         self._main_tasks = {}  # id(loop) -> the first task made on it (asyncio.run's main)
         self._saved = []
+        # Seconds the recorder itself spent inside the entry now running (its per-task
+        # bookkeeping): taken off that entry's time, so the x-ray's own cost is never
+        # reported as the program's (a step that made 2,000 tasks is not "cpu-bound"
+        # because recording them was slow).
+        self._own = 0.0
 
     # -- attaching -----------------------------------------------------------------------
 
@@ -153,9 +105,12 @@ class Recorder:
         def gather(*aws, return_exceptions=False):
             outer = original_gather(*aws, return_exceptions=return_exceptions)
             if not return_exceptions:
-                where = _user_frame(traceback.extract_stack(sys._getframe(1), limit=30))
+                start = time.perf_counter()
+                fname, lineno, func = caller_where(sys._getframe(1))
+                where = traceback.FrameSummary(fname, lineno, func, lookup_line=False)
                 children = list(getattr(outer, "_children", ()))
                 outer.add_done_callback(lambda fut: recorder._gather_done(fut, children, where))
+                recorder._own += time.perf_counter() - start
             return outer
 
         asyncio.gather = gather
@@ -196,6 +151,10 @@ class Recorder:
 
     def _entry(self, seq, origin, cause, subject, t0, t1, cpu):
         # Called once per loop callback: keep it to an append.
+        if self._own:
+            own, self._own = self._own, 0.0
+            t1 = max(t0, t1 - own)
+            cpu = max(0.0, min(cpu - own, t1 - t0))
         raw = self._raw
         if len(raw) < self.max_entries:
             raw.append((seq, origin, cause, subject, t0, t1, cpu))
@@ -255,13 +214,22 @@ class Recorder:
         return info
 
     def _task_created(self, task, where="caller"):
+        start = time.perf_counter()
+        info = self._new_task_info(task, where)
+        self._own += time.perf_counter() - start
+        return info
+
+    def _new_task_info(self, task, where):
         if where == "caller":
-            where = _user_frame(traceback.extract_stack(sys._getframe(2), limit=30))
+            # a walk over frame objects, no source lines read: this runs once per task, and
+            # a program that makes thousands at once must not pay the x-ray's price for it
+            fname, lineno, func = caller_where(sys._getframe(3))
+            where = traceback.FrameSummary(fname, lineno, func, lookup_line=False)
         coro = task.get_coro()
         code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
         # the loop's own housekeeping (shutdown_asyncgens, shutdown_default_executor)
-        internal = code is not None and os.path.abspath(code.co_filename).startswith(_PKG_DIRS[1])
-        info = TaskInfo(task, task.get_name(), getattr(coro, "__qualname__", repr(coro)), time.monotonic(), where,
+        internal = code is not None and _in_ferroloop(code.co_filename)
+        info = TaskInfo(task, task_name(task), getattr(coro, "__qualname__", repr(coro)), time.monotonic(), where,
                         internal=internal)
         self.tasks[id(task)] = info
         self._main_tasks.setdefault(id(task.get_loop()), info)
@@ -273,7 +241,7 @@ class Recorder:
         if info is None:
             return
         info.done_at = time.monotonic()
-        info.name = task.get_name()
+        info.name = task_name(task)
         # Look, don't touch: task.exception() would mark the error as retrieved and hide
         # the "never retrieved" finding (and asyncio's own log of it).
         exc = None if task.cancelled() else getattr(task, "_exception", None)
