@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+import time
 
 from .server import PROTOCOL, runtime_dir, socket_path
 
@@ -54,11 +55,19 @@ class Client:
         self.path = find_socket(target)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(self.path)
-        except OSError as exc:
-            self.sock.close()
-            raise MonitorError(f"cannot connect to {self.path}: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(self.path)
+                break
+            except BlockingIOError:  # the listen backlog is full: the monitor is busy
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise MonitorError(f"{self.path}: the monitor is too busy to accept") from None
+                time.sleep(0.01)
+            except OSError as exc:
+                self.sock.close()
+                raise MonitorError(f"cannot connect to {self.path}: {exc.strerror or exc}") from None
         self._buf = b""
 
     def ask(self, cmd, **args):

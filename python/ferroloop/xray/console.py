@@ -30,11 +30,12 @@ def _stack(task, innermost_first=True):
     return " <- ".join(reversed(names)) if innermost_first else " -> ".join(names)
 
 
-def _table(headers, rows, width=None):
+def _table(headers, rows, width=None, caps=()):
     widths = [len(h) for h in headers]
     for r in rows:
         for i, cell in enumerate(r):
-            widths[i] = min(max(widths[i], len(cell)), 60 if i < len(headers) - 1 else 1000)
+            cap = caps[i] if i < len(caps) else 60 if i < len(headers) - 1 else 1000
+            widths[i] = min(max(widths[i], len(cell)), cap)
     out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     for r in rows:
         cells = [c if len(c) <= w else c[:w - 1] + "…" for c, w in zip(r, widths)]
@@ -166,10 +167,11 @@ def top_lines(snap, prev=None, sort="cpu", width=120, height=40):
            "name": lambda t: t["name"]}[sort]
     tasks.sort(key=key)
     for t in tasks[:max(height - len(out) - 3, 5)]:
-        rows.append([t["name"], t.get("waits_on", "?"), _dur(t.get("cpu_now")), _dur(t.get("cpu")),
-                     _dur(t.get("waiting")), _dur(t.get("age")), str(t.get("steps", 0)),
-                     t.get("where", "?") + (f" in {t['where_func']}" if t.get("where_func") else "")])
-    out += _table(["task", "waits on", "cpu now", "cpu", "waiting", "age", "steps", "suspended at"], rows)
+        rows.append([t["name"], t.get("where", "?") + (f" in {t['where_func']}" if t.get("where_func") else ""),
+                     t.get("waits_on", "?"), _dur(t.get("cpu_now")), _dur(t.get("cpu")),
+                     _dur(t.get("waiting")), _dur(t.get("age")), str(t.get("steps", 0))])
+    out += _table(["task", "suspended at", "waits on", "cpu now", "cpu", "waiting", "age", "steps"], rows,
+                  caps=[36, 44, 28])
     out.append("")
     out.append(f"sorted by {SORTS[sort]}  —  keys: c cpu  w waiting  a age  s steps  n name  q quit")
     return [line if len(line) <= width or "\x1b" in line else line[:width] for line in out]

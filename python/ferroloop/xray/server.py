@@ -94,7 +94,7 @@ class Server:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
-        sock.listen(8)
+        sock.listen(64)
         return sock
 
     def close(self):
