@@ -188,7 +188,8 @@ impl Trace {
         let cause = if origin == ORIGIN_THREAD || origin == ORIGIN_FD { 0 } else { self.current.load(Relaxed) };
         tag.cause.store(cause, Relaxed);
         if self.live_on.load(Relaxed) {
-            tag.due_ns.store(now_ns(), Relaxed);
+            // an fd watcher's handle runs again and again: it is ready when the poll says so
+            tag.due_ns.store(if origin == ORIGIN_FD { 0 } else { now_ns() }, Relaxed);
         }
         seq
     }

@@ -43,6 +43,10 @@ class _LoopWatch:
         event = self.current
         if event is None or event.seq != seq:
             event = self.current = BlockingEvent(seq, time.monotonic() - elapsed)
+            import asyncio
+
+            task = asyncio.current_task(loop)  # a dict lookup: fine from this thread
+            event.task = task_name(task) if task is not None else "callback"
         if not event.sampled:  # the first sample names the line: the block began there
             fs = user_frame(stack)
             event.where, event.call, event.sampled = where(fs), call_at(fs), True
