@@ -274,3 +274,32 @@ def test_vanishing_clients_and_bad_requests_do_not_disturb_the_program(tmp_path)
             xray.stop()
 
     ferroloop.run(main())
+
+
+def test_a_forked_child_serves_on_its_own_socket_and_leaves_the_parents(tmp_path):
+    # FERROLOOP_XRAY_SOCKET names a directory: one socket per process, a forked worker too
+    script = tmp_path / "forks.py"
+    script.write_text(textwrap.dedent('''
+        import asyncio, os, sys
+        import ferroloop
+
+        async def main():
+            await asyncio.sleep(0)
+
+        ferroloop.run(main())  # the parent's first loop: its monitor starts
+        pid = os.fork()
+        if pid == 0:
+            ferroloop.run(main())  # the child's first loop: its own socket
+            print("child", os.getpid(), os.path.exists(sys.argv[1] + f"/ferroloop-{os.getpid()}.sock"), flush=True)
+            sys.exit(0)  # atexit runs: the parent's server (inherited) must not unlink its socket
+        os.waitpid(pid, 0)
+        print("parent", os.path.exists(sys.argv[1] + f"/ferroloop-{os.getpid()}.sock"), flush=True)
+    '''))
+    env = dict(os.environ, FERROLOOP_XRAY_SOCKET=str(tmp_path) + "/")
+    p = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.split()
+    assert lines[0] == "child" and lines[2] == "True"  # served while it ran
+    assert lines[3:] == ["parent", "True"]  # the child's exit did not remove the parent's socket
+    assert not list(tmp_path.glob("*.sock"))  # each removed its own at exit

@@ -40,6 +40,18 @@ def recording():
     return bool(_recorders)
 
 
+def _after_fork_in_child():
+    # the monitor's threads did not survive the fork: the child reads the environment
+    # again at its first loop (a directory or "auto" gives it its own per-PID socket)
+    global _env_checked
+    _env_checked = False
+    _monitors.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def loop_created(loop):
     """Called by every ferroloop.Loop.__init__."""
     global _env_checked

@@ -64,6 +64,7 @@ class Server:
         self.uid = os.geteuid()
         self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
         self._closed = False
+        self._pid = os.getpid()  # a forked child inherits atexit: only the owner unlinks
         self.sock = self._bind()
         self._inode = os.stat(self.path).st_ino
         self._thread = threading.Thread(target=self._accept_loop, name="ferroloop-xray-monitor", daemon=True)
@@ -102,7 +103,7 @@ class Server:
             return
         self._closed = True
         try:
-            if os.stat(self.path).st_ino == self._inode:
+            if os.getpid() == self._pid and os.stat(self.path).st_ino == self._inode:
                 os.unlink(self.path)
         except OSError:
             pass
