@@ -86,6 +86,27 @@ struct TaskAcc {
     last_ns: u64,
 }
 
+/// Hashes a task's address: one multiply (SipHash, the default, costs more than the rest
+/// of a step's accounting; addresses need no protection from collision attacks).
+#[derive(Default, Clone, Copy)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type AddrMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<AddrHasher>>;
+
 /// The live monitor's counters (see the module comment).
 #[derive(Default)]
 struct Live {
@@ -98,7 +119,7 @@ struct Live {
     lag: [u64; LAG_BUCKETS.len() + 1],
     lag_sum_ns: u64,
     lag_max_ns: u64,
-    tasks: HashMap<usize, TaskAcc>,
+    tasks: AddrMap<TaskAcc>,
     prune_at: usize,
     task_type: Option<Py<PyType>>,
     /// `hub._blocked`, called after an entry that held the loop past the threshold.
