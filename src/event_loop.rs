@@ -536,15 +536,22 @@ impl CoreLoop {
         let t0 = self.trace.begin(py, seq);
         let result = self.run_entry(py, entry);
         let (t1, cpu) = self.trace.end(py, seq, t0);
-        if let Some(on_entry) = self.trace.entry_callback(py) {
-            if let Err(e) = on_entry.bind(py).call1((seq, origin, cause, subject, t0, t1, cpu)) {
-                if crate::transports::is_fatal_to_loop(py, &e) {
-                    return Err(e);
-                }
-                e.print(py);
+        let report = match self.trace.entry_callback(py) {
+            Some(on_entry) => on_entry.bind(py).call1((seq, origin, cause, subject, t0, t1, cpu)).map(drop),
+            None => Ok(()),
+        };
+        self.end_traced(py, report, result, t1 - t0)
+    }
+
+    /// How a traced entry ends: a failure to report it is printed (unless it must stop the
+    /// loop), and in debug mode a slow callback is logged as asyncio logs it.
+    fn end_traced(&self, py: Python<'_>, report: PyResult<()>, result: PyResult<Option<Py<PyAny>>>, dt: f64) -> PyResult<()> {
+        if let Err(e) = report {
+            if crate::transports::is_fatal_to_loop(py, &e) {
+                return Err(e);
             }
+            e.print(py);
         }
-        let dt = t1 - t0;
         if self.is_debug() && dt >= f64::from_bits(self.slow_callback_duration.load(Relaxed)) {
             if let Ok(Some(what)) = &result {
                 helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (what, dt))?;
@@ -570,19 +577,8 @@ impl CoreLoop {
         let t0 = self.trace.begin(py, seq);
         let result = self.run_entry(py, entry);
         let (t1, cpu) = self.trace.end(py, seq, t0);
-        if let Err(e) = self.trace.account(py, seq, due, callback.as_ref(), t0, t1, cpu) {
-            if crate::transports::is_fatal_to_loop(py, &e) {
-                return Err(e);
-            }
-            e.print(py);
-        }
-        let dt = t1 - t0;
-        if self.is_debug() && dt >= f64::from_bits(self.slow_callback_duration.load(Relaxed)) {
-            if let Ok(Some(what)) = &result {
-                helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (what, dt))?;
-            }
-        }
-        result.map(drop)
+        let report = self.trace.account(py, seq, due, callback.as_ref(), t0, t1, cpu);
+        self.end_traced(py, report, result, t1 - t0)
     }
 
     /// Runs one ready entry; returns what ran (for the slow-callback log), if anything did.

@@ -47,7 +47,6 @@ def _table(headers, rows, width=None, caps=()):
 
 def ps_lines(snap):
     """The tasks as a table, like Python 3.14's `python -m asyncio ps`."""
-    names = {t["id"]: t["name"] for t in _tasks(snap)}
     awaited_by = {}
     for t in _tasks(snap):
         for child in t.get("awaits", ()):
@@ -60,7 +59,6 @@ def ps_lines(snap):
                      ", ".join(awaited_by.get(t["id"], ())) or "-"])
     head = [f"pid {snap['pid']}: {len(rows)} tasks" + "".join(
         f", loop {i}: {'running' if lp['running'] else 'stopped'}" for i, lp in enumerate(snap["loops"]))]
-    del names
     return head + _table(["task id", "task name", "waits on", "suspended at", "age", "steps", "cpu",
                           "coroutine stack", "awaited by"], rows)
 

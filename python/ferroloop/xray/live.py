@@ -127,7 +127,7 @@ class Monitor:
             if loop.is_running() and getattr(loop, "_thread_id", None) != threading.get_ident():
                 done, box = threading.Event(), []
 
-                def fill(loop=loop, current=current):
+                def fill(loop=loop, w=w, box=box, done=done):
                     box.append(describe_loop(loop, "loop", w.current if w is not None else None))
                     done.set()
 
