@@ -160,7 +160,10 @@ CONNECT = textwrap.dedent('''
         s.connect(sys.argv[1])
     except OSError as e:
         print("connect-refused", e.errno); sys.exit(0)
-    s.sendall(b'{"v": 1, "cmd": "snapshot"}\\n')
+    try:
+        s.sendall(b'{"v": 1, "cmd": "snapshot"}\\n')
+    except BrokenPipeError:
+        pass  # refused before the request was read: the refusal is still there to read
     data = b""
     while b"\\n" not in data:
         chunk = s.recv(65536)
