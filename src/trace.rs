@@ -357,7 +357,8 @@ impl Trace {
                 Bound::from_borrowed_ptr(py, s)
             } else {
                 let name = std::ffi::CStr::from_ptr((*ffi::Py_TYPE(ptr)).tp_name);
-                if name.to_bytes() != b"TaskStepMethWrapper" {
+                // "TaskStepMethWrapper" on 3.11, "_asyncio.TaskStepMethWrapper" on 3.12+
+                if !name.to_bytes().ends_with(b"TaskStepMethWrapper") {
                     return None;
                 }
                 callback.getattr(intern!(py, "__self__")).ok()?

@@ -306,3 +306,56 @@ def test_a_forked_child_serves_on_its_own_socket_and_leaves_the_parents(tmp_path
     assert lines[0] == "child" and lines[2] == "True"  # served while it ran
     assert lines[3:] == ["parent", "True"]  # the child's exit did not remove the parent's socket
     assert not list(tmp_path.glob("*.sock"))  # each removed its own at exit
+
+
+def test_snapshot_counts_each_tasks_steps_and_names_what_it_waits_on():
+    import asyncio
+
+    import ferroloop
+    from ferroloop import xray
+    from ferroloop.xray.live import watch
+
+    async def stepper(n):
+        for _ in range(n):
+            await asyncio.sleep(0)  # one step each
+        await asyncio.sleep(30)
+
+    async def locked(lock):
+        async with lock:
+            pass
+
+    async def queued(q):
+        await q.get()
+
+    async def main():
+        mon = watch()
+        try:
+            lock, q = asyncio.Lock(), asyncio.Queue()
+            await lock.acquire()
+            tasks = [asyncio.create_task(stepper(5), name="five"), asyncio.create_task(locked(lock)),
+                     asyncio.create_task(queued(q)),
+                     asyncio.create_task(asyncio.to_thread(__import__("time").sleep, 0.5), name="in-thread")]
+            for _ in range(10):
+                await asyncio.sleep(0)
+            snap = await asyncio.to_thread(mon.snapshot)
+            for t in tasks:
+                t.cancel()
+            lock.release()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return snap
+        finally:
+            xray.stop()
+
+    snap = ferroloop.run(main())
+    tasks = {t["name"]: t for t in snap["loops"][0]["tasks"]}
+    five = tasks["five"]
+    assert five["steps"] == 6 and five["age"] is not None and five["waits_on"] == "timer"
+    assert five["where"].startswith("test_live.py:") and five["where_func"].endswith("<locals>.stepper")
+    assert [c["name"] for c in five["chain"]][-2:] == [
+        "test_snapshot_counts_each_tasks_steps_and_names_what_it_waits_on.<locals>.stepper", "sleep"]
+    by_coro = {t["coro"].rsplit(".", 1)[-1]: t for t in tasks.values()}
+    assert by_coro["locked"]["waits_on"] == "lock"
+    assert by_coro["queued"]["waits_on"] == "queue"
+    assert tasks["in-thread"]["waits_on"] == "executor"
+    main_task = by_coro["main"]
+    assert main_task["waits_on"] == "executor"  # main awaits mon.snapshot in a thread
