@@ -194,7 +194,7 @@ _PAGE = """<!DOCTYPE html>
       const t = state.t0 + span * i / 10, xx = x(t);
       el("line", { x1: xx, x2: xx, y1: top - 6, y2: height, class: "grid" });
       const lab = el("text", { x: xx, y: 14, class: "axis", "text-anchor": "middle" });
-      lab.textContent = (t / 1000).toFixed(span / 1000 < 10 ? 2 : 0) + " ms";
+      lab.textContent = (t / 1000).toFixed(span / 1000 < 10 ? 2 : span / 1000 < 100 ? 1 : 0) + " ms";
     }
     const visible = e => e.ts + (e.dur || 0) >= state.t0 && e.ts <= state.t1;
     list.forEach((r, i) => {
