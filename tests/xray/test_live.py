@@ -359,3 +359,35 @@ def test_snapshot_counts_each_tasks_steps_and_names_what_it_waits_on():
     assert tasks["in-thread"]["waits_on"] == "executor"
     main_task = by_coro["main"]
     assert main_task["waits_on"] == "executor"  # main awaits mon.snapshot in a thread
+
+
+def test_auto_socket_is_found_by_pid(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    script = tmp_path / "idle.py"
+    script.write_text(textwrap.dedent('''
+        import asyncio
+
+        async def idle_forever():
+            print("ready", flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(idle_forever())
+    '''))
+    env = dict(os.environ, FERROLOOP_XRAY_SOCKET="auto", XDG_RUNTIME_DIR=str(runtime))
+    proc = subprocess.Popen([sys.executable, "-m", "ferroloop", "run", str(script)], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        sock = runtime / "ferroloop" / f"{proc.pid}.sock"
+        assert oct(os.stat(runtime / "ferroloop").st_mode & 0o777) == "0o700"
+        # the client need not share the server's XDG_RUNTIME_DIR: it reads the target's
+        client_env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        p = subprocess.run([sys.executable, "-m", "ferroloop", "ps", str(proc.pid)], capture_output=True, text=True,
+                           env=client_env, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert "idle_forever#1" in p.stdout and "in idle_forever" in p.stdout
+        assert sock.exists()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -34,13 +34,23 @@ def find_socket(target):
         return target
     pid = int(target)
     candidates = []
-    value = _env_of(pid).get("FERROLOOP_XRAY_SOCKET")
+    env = _env_of(pid)
+    value = env.get("FERROLOOP_XRAY_SOCKET")
     if value and value != "auto":
         candidates.append(socket_path(value, pid))
+    # "auto", as the target process resolved it: its XDG_RUNTIME_DIR, else /tmp/ferroloop-UID
+    if env.get("XDG_RUNTIME_DIR"):
+        candidates.append(os.path.join(env["XDG_RUNTIME_DIR"], "ferroloop", f"{pid}.sock"))
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        uid = os.geteuid()
+    candidates.append(f"/tmp/ferroloop-{uid}/{pid}.sock")
     try:
         candidates.append(os.path.join(runtime_dir(), f"{pid}.sock"))
     except OSError:
         pass
+    candidates = list(dict.fromkeys(candidates))
     for path in candidates:
         if os.path.exists(path):
             return path
