@@ -134,6 +134,8 @@ def top_lines(snap, prev=None, sort="cpu", width=120, height=40):
                    f"  tasks {len(lp['tasks'])}  ready {lp.get('ready')}  fds {lp.get('fds')}"
                    f"  transports {lp.get('transports')}"
                    + (f"  executor {ex.get('threads')} threads, {ex.get('queued')} queued" if ex else ""))
+        if lp.get("blocking_now"):
+            busy = 1.0  # held right now (its time is counted once the entry ends)
         out.append(f"  busy {busy * 100:.0f}%" if busy is not None else "  busy -")
         out[-1] += (f"  iterations/s {iters:.0f}" if iters is not None else f"  iterations {lp.get('iterations')}")
         out[-1] += f"  lag p50 {_dur(p50)} p99 {_dur(p99)} max {_dur(lp['lag'].get('max'))}"

@@ -166,6 +166,11 @@ def watch(*, blocking_threshold=None):
     if mon is None:
         mon = Monitor(blocking_threshold if blocking_threshold is not None else _threshold_from_env())
         hook.set_monitor(mon)
+        import atexit
+
+        # join the watchdog threads before the interpreter finalizes (a thread of ours
+        # waiting for the GIL then would be ended under Rust frames)
+        atexit.register(mon.stop)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
