@@ -512,6 +512,7 @@ impl CoreLoop {
     }
 
     /// `run_entry` with the x-ray on: the entry's tag, times and subject go to the recorder.
+    #[inline(never)]
     fn run_entry_traced(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
         if self.trace.is_live() {
             return self.run_entry_live(py, entry);
@@ -561,6 +562,7 @@ impl CoreLoop {
     }
 
     /// `run_entry` in the x-ray's live mode: native counters only (trace.rs).
+    #[inline(never)]
     fn run_entry_live(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
         let (seq, due, callback) = match &entry {
             Ready::Handle(h) => {

@@ -373,6 +373,23 @@ impl Trace {
                           t0: f64, t1: f64, cpu: f64) -> PyResult<()> {
         let t0_ns = (t0 * 1e9) as u64;
         let run_ns = ((t1 - t0).max(0.0) * 1e9) as u64;
+        // A task seen for the first time gets a weak reference, made outside any borrow
+        // (allocating may run the collector, and so Python code).
+        let (task, key, fresh) = {
+            let live = self.live.borrow(py)?;
+            let task = match (callback, live.task_type.as_ref()) {
+                (Some(cb), Some(tt)) => Self::task_of(cb, tt.bind(py)),
+                _ => None,
+            };
+            let key = task.as_ref().map(|t| t.as_ptr() as usize);
+            let fresh = key.is_some_and(|k| live.tasks.get(&k).is_none_or(|acc| acc.task.bind(py).upgrade().is_none()));
+            (task, key, fresh)
+        };
+        let weak = match (&task, fresh) {
+            (Some(t), true) => PyWeakrefReference::new(t).ok().map(Bound::unbind),
+            _ => None,
+        };
+        let mut dropped: Vec<TaskAcc> = Vec::new(); // released after the borrow
         let blocked = {
             let mut live = self.live.borrow_mut(py)?;
             let live = &mut *live;
@@ -385,33 +402,30 @@ impl Trace {
             live.lag[bucket] += 1;
             live.lag_sum_ns += lag_ns;
             live.lag_max_ns = live.lag_max_ns.max(lag_ns);
-            if let (Some(cb), Some(tt)) = (callback, live.task_type.as_ref()) {
-                if let Some(task) = Self::task_of(cb, tt.bind(py)) {
-                    let key = task.as_ptr() as usize;
-                    let fresh = match live.tasks.get(&key) {
-                        Some(acc) => acc.task.bind(py).upgrade().is_none(),
-                        None => true,
-                    };
-                    if fresh {
-                        if live.tasks.len() >= live.prune_at {
-                            live.tasks.retain(|_, acc| acc.task.bind(py).upgrade().is_some());
-                            live.prune_at = (live.tasks.len() * 2).max(1024);
-                        }
-                        if let Ok(weak) = PyWeakrefReference::new(&task) {
-                            live.tasks.insert(key, TaskAcc { task: weak.unbind(), steps: 0, run_ns: 0, cpu_ns: 0,
-                                                             first_ns: due, last_ns: 0 });
-                        }
+            if let Some(key) = key {
+                if let Some(weak) = weak {
+                    if live.tasks.len() >= live.prune_at {
+                        let dead: Vec<usize> = live.tasks.iter()
+                            .filter(|(_, acc)| acc.task.bind(py).upgrade().is_none())
+                            .map(|(k, _)| *k)
+                            .collect();
+                        dropped.extend(dead.iter().filter_map(|k| live.tasks.remove(k)));
+                        live.prune_at = (live.tasks.len() * 2).max(1024);
                     }
-                    if let Some(acc) = live.tasks.get_mut(&key) {
-                        acc.steps += 1;
-                        acc.run_ns += run_ns;
-                        acc.cpu_ns += (cpu.max(0.0) * 1e9) as u64;
-                        acc.last_ns = t0_ns;
-                    }
+                    let acc = TaskAcc { task: weak, steps: 0, run_ns: 0, cpu_ns: 0, first_ns: due, last_ns: 0 };
+                    dropped.extend(live.tasks.insert(key, acc));
+                }
+                if let Some(acc) = live.tasks.get_mut(&key) {
+                    acc.steps += 1;
+                    acc.run_ns += run_ns;
+                    acc.cpu_ns += (cpu.max(0.0) * 1e9) as u64;
+                    acc.last_ns = t0_ns;
                 }
             }
             (t1 - t0 >= live.threshold).then(|| live.on_blocked.as_ref().map(|f| f.clone_ref(py))).flatten()
         };
+        drop(dropped);
+        drop(task);
         if let Some(on_blocked) = blocked {
             let subject = callback.map_or_else(|| py.None(), |c| c.clone().unbind());
             on_blocked.bind(py).call1((seq, t0, t1, cpu, subject))?;
