@@ -47,6 +47,7 @@ NET["udp_1k_c1"] = dict(server="udp", client="udp", size=1024, conns=1)
 NET["udp_1k_c50"] = dict(server="udp", client="udp", size=1024, conns=50)
 NET["http_c50"] = dict(server="http", client="wrk", size=0, conns=50)
 NET["aiohttp_c50"] = dict(server="aiohttp", client="wrk", size=0, conns=50)
+NET["uvicorn_c50"] = dict(server="uvicorn", client="wrk", size=0, conns=50)
 
 ALL_BENCHES = list(MICRO) + list(NET)
 

@@ -89,6 +89,25 @@ async def _aiohttp(host, port):
     return f"{sockname[0]}:{sockname[1]}"
 
 
+async def _hello_asgi(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
+    await send({"type": "http.response.body", "body": b"Hello, World!"})
+
+
+async def _uvicorn(host, port):
+    import uvicorn
+
+    config = uvicorn.Config(_hello_asgi, host=host, port=port, loop="none", lifespan="off", log_level="warning",
+                            access_log=False, backlog=1024)
+    server = uvicorn.Server(config)
+    config.load()
+    server.lifespan = config.lifespan_class(config)
+    await server.startup()
+    sockname = server.servers[0].sockets[0].getsockname()
+    return f"{sockname[0]}:{sockname[1]}"
+
+
 async def start(kind, addr):
     loop = asyncio.get_running_loop()
     if kind == "tcp_proto":
@@ -111,6 +130,8 @@ async def start(kind, addr):
         return f"{sockname[0]}:{sockname[1]}"
     elif kind == "aiohttp":
         return await _aiohttp(*_hostport(addr))
+    elif kind == "uvicorn":
+        return await _uvicorn(*_hostport(addr))
     else:
         raise ValueError(f"unknown server kind {kind!r}")
     return _bound(server)

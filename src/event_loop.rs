@@ -355,9 +355,9 @@ impl CoreLoop {
                 )?)
             }
         };
-        let armed = me.trace.is_on().then(|| me.trace.tag(&TimerHandle::handle(timer.bind(py)).tag, trace::ORIGIN_TIMER));
+        let armed = me.trace.is_on().then(|| me.trace.tag_timer(&TimerHandle::handle(timer.bind(py)).tag, when));
         me.timers.borrow_mut(py)?.push(when, timer.clone_ref(py));
-        if let Some(seq) = armed {
+        if let Some(seq) = armed.filter(|_| !me.trace.is_live()) {
             me.trace_event(py, "_timer_armed", (seq, when, timer.clone_ref(py)))?;
         }
         Ok(timer)
@@ -462,6 +462,9 @@ impl CoreLoop {
         };
 
         self.poll_io(py, timeout)?;
+        if self.trace.is_on() {
+            self.trace.iteration(py);
+        }
 
         // No timers, no clock read: a callback-only iteration makes no syscall at all.
         if has_timers {
@@ -520,7 +523,11 @@ impl CoreLoop {
     }
 
     /// `run_entry` with the x-ray on: the entry's tag, times and subject go to the recorder.
+    #[inline(never)]
     fn run_entry_traced(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
+        if self.trace.is_live() {
+            return self.run_entry_live(py, entry);
+        }
         let (seq, origin, cause, subject) = match &entry {
             Ready::Handle(h) => {
                 let handle = h.get();
@@ -541,21 +548,50 @@ impl CoreLoop {
         let t0 = self.trace.begin(py, seq);
         let result = self.run_entry(py, entry);
         let (t1, cpu) = self.trace.end(py, seq, t0);
-        if let Some(on_entry) = self.trace.entry_callback(py) {
-            if let Err(e) = on_entry.bind(py).call1((seq, origin, cause, subject, t0, t1, cpu)) {
-                if crate::transports::is_fatal_to_loop(py, &e) {
-                    return Err(e);
-                }
-                e.print(py);
+        let report = match self.trace.entry_callback(py) {
+            Some(on_entry) => on_entry.bind(py).call1((seq, origin, cause, subject, t0, t1, cpu)).map(drop),
+            None => Ok(()),
+        };
+        self.end_traced(py, report, result, t1 - t0)
+    }
+
+    /// How a traced entry ends: a failure to report it is printed (unless it must stop the
+    /// loop), and in debug mode a slow callback is logged as asyncio logs it.
+    fn end_traced(&self, py: Python<'_>, report: PyResult<()>, result: PyResult<Option<Py<PyAny>>>, dt: f64) -> PyResult<()> {
+        if let Err(e) = report {
+            if crate::transports::is_fatal_to_loop(py, &e) {
+                return Err(e);
             }
+            e.print(py);
         }
-        let dt = t1 - t0;
         if self.is_debug() && dt >= f64::from_bits(self.slow_callback_duration.load(Relaxed)) {
             if let Ok(Some(what)) = &result {
                 helpers(py)?.call_method1(intern!(py, "log_slow_callback"), (what, dt))?;
             }
         }
         result.map(drop)
+    }
+
+    /// `run_entry` in the x-ray's live mode: native counters only (trace.rs).
+    #[inline(never)]
+    fn run_entry_live(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
+        let (seq, due, callback) = match &entry {
+            Ready::Handle(h) => {
+                let handle = h.get();
+                let tag = &handle.tag;
+                if tag.seq.load(Relaxed) == 0 {
+                    self.trace.tag(tag, trace::ORIGIN_SOON);
+                }
+                let callback = handle.cb.borrow(py)?.callback.as_ref().map(|c| c.clone_ref(py).into_bound(py));
+                (tag.seq.load(Relaxed), tag.due_ns.load(Relaxed), callback)
+            }
+            Ready::Stream(..) | Ready::Datagram(..) => (self.trace.fresh(), 0, None),
+        };
+        let t0 = self.trace.begin(py, seq);
+        let result = self.run_entry(py, entry);
+        let (t1, cpu) = self.trace.end(py, seq, t0);
+        let report = self.trace.account(py, seq, due, callback.as_ref(), t0, t1, cpu);
+        self.end_traced(py, report, result, t1 - t0)
     }
 
     /// Runs one ready entry; returns what ran (for the slow-callback log), if anything did.
@@ -932,6 +968,17 @@ impl CoreLoop {
         self.trace.stop(py)
     }
 
+    /// The x-ray's live mode (ferroloop.xray.serve): native counters, and `hub` hears of
+    /// entries that hold the loop longer than `blocking_threshold` (during and after).
+    fn _xray_start_live(&self, py: Python<'_>, hub: Py<PyAny>, blocking_threshold: f64) -> PyResult<()> {
+        self.trace.start_live(py, hub, blocking_threshold)
+    }
+
+    /// Live mode's counters (None when it is off).
+    fn _xray_live_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.trace.live_stats(py)
+    }
+
     /// Sizes of the loop's queues, for tests and the doctor: ready callbacks, timers in the
     /// heap (cancelled ones included until pruned), registered IO sources.
     fn _ferro_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -939,6 +986,11 @@ impl CoreLoop {
         d.set_item("ready", self.ready.borrow(py)?.len())?;
         d.set_item("timers", self.timers.borrow(py)?.len())?;
         d.set_item("sources", self.poller.borrow(py)?.as_ref().map_or(0, |p| p.len()))?;
+        let mut transports = 0usize;
+        if let Some(p) = self.poller.borrow(py)?.as_ref() {
+            p.for_each_transport(|_| transports += 1);
+        }
+        d.set_item("transports", transports)?;
         d.set_item("pooled_handles", self.handle_pool.borrow(py)?.len())?;
         d.set_item("pooled_timers", self.timer_pool.borrow(py)?.len())?;
         Ok(d)

@@ -199,6 +199,7 @@ impl Handle {
         self.tag.seq.store(0, Relaxed);
         self.tag.cause.store(0, Relaxed);
         self.tag.origin.store(0, Relaxed);
+        self.tag.due_ns.store(0, Relaxed);
         Ok(())
     }
 

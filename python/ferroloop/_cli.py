@@ -1,7 +1,8 @@
 """`python -m ferroloop COMMAND ...` — one subcommand per module-level `cmd_*` function.
 
 Subcommands: run (any asyncio script on ferroloop), doctor (the same, then a report of the
-pitfalls the loop saw), trace (the same, writing a timeline), version. A subcommand is a
+pitfalls the loop saw), trace (the same, writing a timeline), ps / pstree / top (a live
+program's tasks, through its x-ray monitor socket), version. A subcommand is a
 `cmd_<name>` function with an optional `add_<name>_arguments`; nothing else to register.
 """
 
@@ -132,6 +133,53 @@ def cmd_trace(ns):
     print(f"timeline of {len(report.tasks)} tasks, {report.entries} loop callbacks written to {ns.output}",
           file=sys.stderr)
     return code
+
+
+def _add_target_argument(p):
+    p.add_argument("target", help="the monitor's socket path, or a PID (docs/xray.md: the live monitor)")
+
+
+add_ps_arguments = add_pstree_arguments = _add_target_argument
+
+
+def cmd_ps(ns):
+    """List a live program's tasks: name, what each waits on, the line it is suspended at."""
+    from .xray.client import MonitorError
+    from .xray.console import cmd_ps as ps
+
+    try:
+        return ps(ns.target)
+    except MonitorError as exc:
+        raise SystemExit(f"ferroloop ps: {exc}")
+
+
+def cmd_pstree(ns):
+    """Show a live program's tasks as a tree: who awaits whom."""
+    from .xray.client import MonitorError
+    from .xray.console import cmd_pstree as pstree
+
+    try:
+        return pstree(ns.target)
+    except MonitorError as exc:
+        raise SystemExit(f"ferroloop pstree: {exc}")
+
+
+def add_top_arguments(p):
+    _add_target_argument(p)
+    p.add_argument("--sort", choices=("cpu", "wait", "age", "steps", "name"), default="cpu")
+    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="refresh period (default 1)")
+    p.add_argument("-n", "--iterations", type=int, help="stop after this many refreshes")
+
+
+def cmd_top(ns):
+    """A live view of a running program: loop lag and load, blocking events as they happen, tasks."""
+    from .xray.client import MonitorError
+    from .xray.console import cmd_top as top
+
+    try:
+        return top(ns.target, interval=ns.interval, sort=ns.sort, iterations=ns.iterations)
+    except MonitorError as exc:
+        raise SystemExit(f"ferroloop top: {exc}")
 
 
 def cmd_version(ns):

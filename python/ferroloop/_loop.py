@@ -20,10 +20,8 @@ from ._net import NetworkMixin
 from ._signals import SignalsMixin
 from ._sockets import SocketsMixin
 from ._subprocess import SubprocessMixin
+from .xray import hook as _xray_hook
 
-# The x-ray recorder new loops attach to (set by ferroloop.xray.record); a list so the
-# xray package can set it without this module importing it.
-ACTIVE_RECORDER = [None]
 
 _DEBUG_STACK_DEPTH = 10  # asyncio.constants.DEBUG_STACK_DEPTH
 _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
@@ -68,9 +66,8 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
         self._coroutine_origin_tracking_saved_depth = None
         self._init_signals()
         self.set_debug(_env_debug())
-        self._xray = None
-        if ACTIVE_RECORDER[0] is not None:
-            ACTIVE_RECORDER[0].attach(self)
+        self._xray = None  # the x-ray recorder this loop reports to (xray/hook.py)
+        _xray_hook.loop_created(self)
 
     def __repr__(self):
         return (

@@ -2,12 +2,11 @@
 was on), the IO-bound / CPU-bound / blocking class of each task, and the tutorial's
 pitfalls, each with the fix the tutorial recommends."""
 
-import ast
-import linecache
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .recorder import DATAGRAM, FD, STREAM, THREAD, TIMER
+from .model import DATAGRAM, FD, STREAM, THREAD, TIMER, Finding, TaskStats
+from .names import call_at as _call_at, user_frame
 
 FIXES = {
     "blocking": "use the async form (await asyncio.sleep(...), an async client such as httpx or "
@@ -23,36 +22,6 @@ FIXES = {
 
 
 @dataclass
-class Finding:
-    kind: str  # blocking / cpu-bound / abandoned / never-awaited / orphaned / unhandled-exception
-    task: str  # the task's name ("" when none)
-    where: str  # file.py:LINE
-    call: str  # the offending call or coroutine, e.g. "time.sleep"
-    detail: str
-    fix: str
-    stack: list = field(default_factory=list)  # FrameSummary, innermost last
-
-    def __str__(self):
-        who = f"{self.task}: " if self.task else ""
-        return f"[{self.kind}] {who}{self.call} at {self.where} — {self.detail}\n    fix: {self.fix}"
-
-
-@dataclass
-class TaskStats:
-    name: str
-    coro: str
-    created: str
-    steps: int
-    running: float
-    cpu: float
-    waiting: float
-    waits: dict  # kind -> seconds
-    longest_step: float
-    outcome: str
-    kind: str  # IO-bound / CPU-bound / blocking
-
-
-@dataclass
 class Report:
     tasks: list
     findings: list
@@ -62,43 +31,95 @@ class Report:
     entries: int
 
     def format(self):
-        out = []
-        out.append(f"ferroloop x-ray: {len(self.tasks)} tasks, {self.entries} loop callbacks, "
-                   f"loop busy {self.loop_busy:.3f}s of {self.wall:.3f}s")
-        if self.tasks:
-            out.append("")
-            out.append(f"  {'task':<18} {'class':<10} {'steps':>5} {'running':>9} {'cpu':>8} {'waiting':>9}  waited on")
-            for t in self.tasks:
-                waits = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(t.waits.items(), key=lambda kv: -kv[1]) if v >= 0.0005)
-                out.append(f"  {t.name:<18} {t.kind:<10} {t.steps:>5} {t.running:>8.3f}s {t.cpu:>7.3f}s "
-                           f"{t.waiting:>8.3f}s  {waits or '-'}")
-        out.append("")
+        """Findings first, then the tasks: one row each, or — past GROUP_OVER tasks — one
+        row per coroutine (count, classes, medians, the worst few by name)."""
+        out = [f"ferroloop x-ray: {len(self.tasks)} tasks, {self.entries} loop callbacks, "
+               f"loop busy {self.loop_busy:.3f}s of {self.wall:.3f}s", ""]
         if not self.findings:
             out.append("No problems found.")
         for f in self.findings:
             out.append(str(f))
+        if self.tasks and len(self.tasks) <= GROUP_OVER:
+            out.append("")
+            out.append(f"  {'task':<18} {'class':<10} {'steps':>5} {'running':>9} {'cpu':>8} {'waiting':>9}  waited on")
+            for t in self.tasks:
+                out.append(f"  {t.name:<18} {t.kind:<10} {t.steps:>5} {t.running:>8.3f}s {t.cpu:>7.3f}s "
+                           f"{t.waiting:>8.3f}s  {_waits(t.waits) or '-'}")
+        elif self.tasks:
+            out.append("")
+            out.append(f"  tasks grouped by coroutine (medians; worst by time on the loop):")
+            out.append(f"  {'coroutine':<24} {'tasks':>6} {'class':<16} {'steps':>5} {'running':>9} {'cpu':>8} "
+                       f"{'waiting':>9}  {'worst':<32} waited on (all)")
+            for g in group_tasks(self.tasks):
+                out.append(f"  {g['coro']:<24} {g['count']:>6} {g['classes']:<16} {g['steps']:>5} "
+                           f"{g['running']:>8.3f}s {g['cpu']:>7.3f}s {g['waiting']:>8.3f}s  {g['worst']:<32} "
+                           f"{g['waits'] or '-'}")
         return "\n".join(out)
+
+
+GROUP_OVER = 20  # more tasks than this: the report groups them by coroutine
+GROUP_FINDINGS = 3  # more same findings (kind, place, call) than this: one line with a count
+
+
+def _waits(waits):
+    return ", ".join(f"{k} {v:.2f}s" for k, v in sorted(waits.items(), key=lambda kv: -kv[1]) if v >= 0.0005)
+
+
+def _median(values):
+    values = sorted(values)
+    n = len(values)
+    return 0.0 if not n else values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def group_tasks(tasks):
+    """One dict per coroutine, the most tasks first."""
+    groups = {}
+    for t in tasks:
+        groups.setdefault(t.coro, []).append(t)
+    out = []
+    for coro, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        classes = {}
+        for t in members:
+            classes[t.kind] = classes.get(t.kind, 0) + 1
+        waits = {}
+        for t in members:
+            for k, v in t.waits.items():
+                kind = "task" if k.startswith("task ") else k
+                waits[kind] = waits.get(kind, 0.0) + v
+        worst = sorted(members, key=lambda t: -t.running)[:3]
+        out.append({"coro": coro, "count": len(members),
+                    "classes": ", ".join(f"{n} {k}" if len(classes) > 1 else k for k, n in classes.items()),
+                    "steps": int(_median([t.steps for t in members])),
+                    "running": _median([t.running for t in members]), "cpu": _median([t.cpu for t in members]),
+                    "waiting": _median([t.waiting for t in members]),
+                    "worst": ", ".join(t.name for t in worst) if len(members) > 1 else members[0].name,
+                    "waits": _waits(waits)})
+    return out
+
+
+def group_findings(findings):
+    """Findings alike (same kind, place and call) beyond GROUP_FINDINGS become one, the
+    worst kept with a count."""
+    groups = {}
+    for f in findings:
+        groups.setdefault((f.kind, f.where, f.call), []).append(f)
+    out = []
+    for members in groups.values():
+        if len(members) <= GROUP_FINDINGS:
+            out.extend(members)
+            continue
+        members.sort(key=lambda f: -f.weight)
+        head = members[0]
+        head.count = len(members)
+        head.others = [m.task for m in members[1:] if m.task]
+        out.append(head)
+    return out
 
 
 def _where(fs):
     if fs is None:
         return "?"
     return f"{os.path.basename(fs.filename)}:{fs.lineno}"
-
-
-def _call_at(fs):
-    """The call made on a source line, e.g. 'time.sleep' for `time.sleep(delay)`."""
-    if fs is None:
-        return "?"
-    line = (fs.line or linecache.getline(fs.filename, fs.lineno)).strip()
-    try:
-        tree = ast.parse(line.removeprefix("await ").strip() or "pass")
-    except SyntaxError:
-        return line or "?"
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            return ast.unparse(node.func)
-    return line or "?"
 
 
 def _wait_kind(rec, entry, depth=0):
@@ -136,9 +157,7 @@ def suspension(rec, prev, step):
 
 
 def _user_stack_frame(stack):
-    from .recorder import _user_frame
-
-    return _user_frame(stack)
+    return user_frame(stack)
 
 
 def build_report(rec):
@@ -183,7 +202,7 @@ def build_report(rec):
                 detail=(f"held the loop for {s.duration:.3f}s ({s.cpu:.3f}s of it on the CPU); every other "
                         f"task waited" + ("" if samples else " (no stack sample: the call kept the GIL)")),
                 fix=FIXES["blocking" if blocking else "cpu"],
-                stack=stack))
+                stack=stack, weight=s.duration))
         if info.pending_at_main_exit and info not in rec._main_tasks.values():
             findings.append(Finding(
                 kind="abandoned", task=info.name, where=_where(info.created_where), call=info.coro,
@@ -208,6 +227,7 @@ def build_report(rec):
     busy = _union(sorted((e.t0, e.t1) for e in rec.entries.values()))
     wall = end - rec.started
     order = {"blocking": 0, "cpu-bound": 1, "abandoned": 2, "never-awaited": 3, "orphaned": 4}
+    findings = group_findings(findings)
     findings.sort(key=lambda f: order.get(f.kind, 9))
     return Report(stats, findings, busy, max(wall - busy, 0.0), wall, len(rec.entries))
 

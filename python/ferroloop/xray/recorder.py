@@ -12,68 +12,15 @@ import time
 import traceback
 import warnings
 import weakref
-from dataclasses import dataclass, field
 
-# Origins, as src/trace.rs numbers them.
-SOON, TIMER, FD, THREAD, STREAM, DATAGRAM = 1, 2, 3, 4, 5, 6
-ORIGIN_NAMES = {SOON: "callback", TIMER: "timer", FD: "IO", THREAD: "thread", STREAM: "IO", DATAGRAM: "IO"}
-
-_PKG_DIRS = tuple(
-    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-    for m in (asyncio, sys.modules[__name__.rsplit(".", 2)[0]])
-)
-_STDLIB_DIR = os.path.dirname(os.path.abspath(threading.__file__)) + os.sep
+from .model import DATAGRAM, FD, SOON, STREAM, THREAD, TIMER, Entry, Job, TaskInfo  # noqa: F401
+from .names import FERROLOOP_DIR, _PKG_DIRS, _STDLIB_DIR, user_frame as _user_frame
+from .names import caller_where, task_name
 
 
-def _user_frame(frames):
-    """The innermost frame of the program itself (not asyncio, ferroloop, the stdlib)."""
-    for fs in reversed(frames):
-        fname = os.path.abspath(fs.filename)
-        if not fname.startswith(_PKG_DIRS) and not fname.startswith(_STDLIB_DIR) and not fs.filename.startswith("<"):
-            return fs
-    return frames[-1] if frames else None
-
-
-@dataclass
-class Entry:
-    seq: int
-    origin: int
-    cause: int
-    t0: float
-    t1: float
-    cpu: float
-    task: object = None  # the Task whose step this was
-    label: str = ""
-    internal: bool = False  # the recorder's own callbacks
-
-    @property
-    def duration(self):
-        return self.t1 - self.t0
-
-
-@dataclass
-class TaskInfo:
-    task: object
-    name: str
-    coro: str
-    created_at: float
-    created_where: object  # traceback.FrameSummary or None
-    steps: list = field(default_factory=list)  # Entry
-    done_at: float = None
-    outcome: str = "pending"  # result / exception / cancelled / pending
-    exception: str = None
-    pending_at_main_exit: bool = False
-    cancelled_at_shutdown: bool = False
-    internal: bool = False  # asyncio's/ferroloop's own (shutdown_asyncgens, ...)
-
-
-@dataclass
-class Job:
-    kind: str  # thread / process / other
-    lane: str
-    name: str
-    t0: float
-    t1: float
+@functools.lru_cache(maxsize=1024)
+def _in_ferroloop(filename):
+    return os.path.abspath(filename).startswith(FERROLOOP_DIR)
 
 
 def _timed_call(func, args):
@@ -103,7 +50,8 @@ class Recorder:
         self.truncated = False
         self.timers = {}  # seq -> (armed_at, when)
         self.samples = {}  # seq -> [(elapsed, [FrameSummary])]
-        self.tasks = {}  # id(task) -> TaskInfo
+        self._tasks = {}  # id(task) -> TaskInfo (see the `tasks` property)
+        self._born = []  # (task, created_at, where) not yet turned into TaskInfo
         self.jobs = []
         self.unawaited = []  # (message, FrameSummary or None)
         self.exceptions = []  # loop exception-handler contexts worth reporting
@@ -114,6 +62,11 @@ class Recorder:
         self.stopped = None
         self._main_tasks = {}  # id(loop) -> the first task made on it (asyncio.run's main)
         self._saved = []
+        # Seconds the recorder itself spent inside the entry now running (its per-task
+        # bookkeeping): taken off that entry's time, so the x-ray's own cost is never
+        # reported as the program's (a step that made 2,000 tasks is not "cpu-bound"
+        # because recording them was slow).
+        self._own = 0.0
 
     # -- attaching -----------------------------------------------------------------------
 
@@ -133,7 +86,10 @@ class Recorder:
         if not self.hooks:
             return
         self._saved.append(("depth", sys.get_coroutine_origin_tracking_depth()))
-        sys.set_coroutine_origin_tracking_depth(max(10, sys.get_coroutine_origin_tracking_depth()))
+        # Three frames: the innermost one is where a coroutine was made (all the
+        # never-awaited finding names); each frame more costs every coroutine created
+        # (2,000 coroutines in one step: ~1 ms at depth 3, ~10 ms at depth 10).
+        sys.set_coroutine_origin_tracking_depth(max(3, sys.get_coroutine_origin_tracking_depth()))
         self._saved.append(("showwarning", warnings.showwarning))
         self._saved.append(("filters", warnings.filters[:]))
         warnings.filterwarnings("always", message="coroutine .* was never awaited", category=RuntimeWarning)
@@ -153,9 +109,12 @@ class Recorder:
         def gather(*aws, return_exceptions=False):
             outer = original_gather(*aws, return_exceptions=return_exceptions)
             if not return_exceptions:
-                where = _user_frame(traceback.extract_stack(sys._getframe(1), limit=30))
+                start = time.perf_counter()
+                fname, lineno, func = caller_where(sys._getframe(1))
+                where = traceback.FrameSummary(fname, lineno, func, lookup_line=False)
                 children = list(getattr(outer, "_children", ()))
                 outer.add_done_callback(lambda fut: recorder._gather_done(fut, children, where))
+                recorder._own += time.perf_counter() - start
             return outer
 
         asyncio.gather = gather
@@ -196,6 +155,10 @@ class Recorder:
 
     def _entry(self, seq, origin, cause, subject, t0, t1, cpu):
         # Called once per loop callback: keep it to an append.
+        if self._own:
+            own, self._own = self._own, 0.0
+            t1 = max(t0, t1 - own)
+            cpu = max(0.0, min(cpu - own, t1 - t0))
         raw = self._raw
         if len(raw) < self.max_entries:
             raw.append((seq, origin, cause, subject, t0, t1, cpu))
@@ -211,6 +174,9 @@ class Recorder:
                 info.steps = []
             for raw in self._raw:
                 self._materialize(*raw)
+            end = self.stopped or time.monotonic()
+            for info in self.tasks.values():
+                self._settle(info, end)
         return self._entries
 
     def _materialize(self, seq, origin, cause, subject, t0, t1, cpu):
@@ -248,32 +214,56 @@ class Recorder:
 
     # -- reports from the Python face ------------------------------------------------------
 
+    @property
+    def tasks(self):
+        """id(task) -> TaskInfo. A task's birth is noted cheaply while the program runs (it
+        may make thousands in one step) and turned into a TaskInfo when asked."""
+        while self._born:
+            born, self._born = self._born, []
+            for task, created_at, where in born:
+                self._new_task_info(task, created_at, where)
+        return self._tasks
+
     def _task_info(self, task):
         info = self.tasks.get(id(task))
         if info is None or info.task is not task:
-            info = self._task_created(task, where=None)
+            info = self._new_task_info(task, time.monotonic(), None)
         return info
 
     def _task_created(self, task, where="caller"):
+        # Once per task, inside the program's step: a frame walk (no source read) and an
+        # append; the time it takes is the recorder's own (see _own).
+        start = time.perf_counter()
         if where == "caller":
-            where = _user_frame(traceback.extract_stack(sys._getframe(2), limit=30))
+            where = caller_where(sys._getframe(2))
+        loop_id = id(task.get_loop())
+        if loop_id in self._main_tasks:
+            self._born.append((task, time.monotonic(), where))
+        else:  # the loop's first task, asyncio.run's main: its end is watched as it happens
+            self._main_tasks[loop_id] = self._new_task_info(task, time.monotonic(), where)
+            task.add_done_callback(self._task_done)
+        self._own += time.perf_counter() - start
+
+    def _new_task_info(self, task, created_at, where):
+        if isinstance(where, tuple):
+            where = traceback.FrameSummary(*where, lookup_line=False)
         coro = task.get_coro()
         code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
         # the loop's own housekeeping (shutdown_asyncgens, shutdown_default_executor)
-        internal = code is not None and os.path.abspath(code.co_filename).startswith(_PKG_DIRS[1])
-        info = TaskInfo(task, task.get_name(), getattr(coro, "__qualname__", repr(coro)), time.monotonic(), where,
+        internal = code is not None and _in_ferroloop(code.co_filename)
+        info = TaskInfo(task, task_name(task), getattr(coro, "__qualname__", repr(coro)), created_at, where,
                         internal=internal)
-        self.tasks[id(task)] = info
-        self._main_tasks.setdefault(id(task.get_loop()), info)
-        task.add_done_callback(self._task_done)
+        self._tasks[id(task)] = info
         return info
 
-    def _task_done(self, task):
-        info = self.tasks.get(id(task))
-        if info is None:
+    def _settle(self, info, end=None):
+        """A task's end as it stands now: outcome, and when (its last step's end)."""
+        task = info.task
+        info.name = task_name(task)
+        if not task.done():
             return
-        info.done_at = time.monotonic()
-        info.name = task.get_name()
+        if info.done_at is None:
+            info.done_at = info.steps[-1].t1 if info.steps else end
         # Look, don't touch: task.exception() would mark the error as retrieved and hide
         # the "never retrieved" finding (and asyncio's own log of it).
         exc = None if task.cancelled() else getattr(task, "_exception", None)
@@ -284,12 +274,17 @@ class Recorder:
             info.exception = repr(exc)
         else:
             info.outcome = "result"
-        if self._main_tasks.get(id(task.get_loop())) is info:
-            # What the program forgot: tasks still pending when its main coroutine ended
-            # (asyncio.run cancels them next).
-            for other in self.tasks.values():
-                if other is not info and other.done_at is None and other.task.get_loop() is task.get_loop():
-                    other.pending_at_main_exit = True
+
+    def _task_done(self, task):
+        """asyncio.run's main task ended: what is still pending now was forgotten (asyncio.run
+        cancels it next)."""
+        info = self.tasks.get(id(task))
+        if info is None:
+            return
+        info.done_at = time.monotonic()
+        for other in self.tasks.values():
+            if other is not info and not other.task.done() and other.task.get_loop() is task.get_loop():
+                other.pending_at_main_exit = True
 
     def _run_in_executor(self, loop, executor, func, args):
         import concurrent.futures
@@ -366,7 +361,7 @@ class Recorder:
 
     def _loop_closing(self, loop):
         for info in self.tasks.values():
-            if info.done_at is None:
+            if not info.task.done():
                 info.cancelled_at_shutdown = True
         # Stop the native side; keep listening to the Python face (tasks collected later
         # still report "exception was never retrieved" through it).
