@@ -2,9 +2,10 @@
 ini file, runs pytest-asyncio's and anyio's tests on ferroloop. Without either, it does
 nothing at all: no hook, no fixture is registered.
 
-- pytest-asyncio >= 1.x: the `pytest_asyncio_loop_factories` hook, answered with
-  {"ferroloop": ferroloop.new_event_loop}; older releases without the hook get their
-  `event_loop_policy` fixture overridden with ferroloop's policy instead.
+- pytest-asyncio >= 1.4: its `pytest_asyncio_loop_factories` hook, answered with
+  {"ferroloop": ferroloop.new_event_loop}. An older pytest-asyncio (no such hook) gets a
+  warning and is left alone: overriding its `event_loop_policy` fixture would need the
+  policy system 3.14 deprecates, and would beat a conftest's own choice.
 - anyio: its `anyio_backend` fixture, "asyncio" becoming
   ("asyncio", {"loop_factory": ferroloop.new_event_loop}); other backends (trio) stay.
 
@@ -35,7 +36,9 @@ def pytest_configure(config):
         if hasattr(config.hook, "pytest_asyncio_loop_factories"):
             pm.register(_AsyncioLoopFactories(), "ferroloop-asyncio")
         else:
-            pm.register(_AsyncioPolicy(), "ferroloop-asyncio-policy")
+            config.issue_config_time_warning(pytest.PytestConfigWarning(
+                "--ferroloop: this pytest-asyncio has no pytest_asyncio_loop_factories hook "
+                "(pytest-asyncio >= 1.4 has it); its tests run on asyncio's own loop"), stacklevel=2)
 
 
 @pytest.hookimpl(trylast=True)
@@ -73,17 +76,9 @@ def _new_event_loop():
 
 
 class _AsyncioLoopFactories:
+    @pytest.hookimpl(trylast=True)  # firstresult: a conftest's own answer comes first
     def pytest_asyncio_loop_factories(self, config, item):
         return {"ferroloop": _new_event_loop}
-
-
-class _AsyncioPolicy:
-    # pytest-asyncio before the loop-factory hook: its policy fixture, overridden.
-    @pytest.fixture(scope="session")
-    def event_loop_policy(self):
-        import ferroloop
-
-        return ferroloop.EventLoopPolicy()
 
 
 def _anyio_backends():

@@ -40,12 +40,12 @@ TESTS = textwrap.dedent("""
 """)
 
 
-def _pytest(tmp_path, *args, ini=""):
+def _pytest(tmp_path, *args, ini="", file="test_loops.py"):
     (tmp_path / "test_loops.py").write_text(TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n" + ini)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
     p = subprocess.run([sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider",
-                        "-k", "not trio", *args, "test_loops.py"],
+                        "-k", "not trio", *args, *([file] if file else [])],
                        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stdout + p.stderr
     loops = sorted(line.split(" ", 1)[1] for line in p.stdout.splitlines() if line.startswith("LOOP "))
@@ -87,6 +87,42 @@ def test_a_conftest_choice_still_wins(tmp_path):
     loops, out = _pytest(tmp_path, "--ferroloop")
     assert "anyio asyncio.unix_events" in loops, out
     assert "pytest-asyncio ferroloop._loop" in loops, out
+
+
+def test_a_conftest_loop_factories_hook_still_wins(tmp_path):
+    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+        import asyncio
+        def pytest_asyncio_loop_factories(config, item):
+            return {"stock": asyncio.new_event_loop}
+    """))
+    loops, out = _pytest(tmp_path, "--ferroloop")
+    assert "pytest-asyncio asyncio.unix_events" in loops, out
+    assert "anyio ferroloop._loop" in loops, out
+
+
+def test_recipe_without_the_plugin_marks_choose_factories(tmp_path):
+    # docs/integrations.md: pytest-asyncio's own way, a conftest hook naming the factories and
+    # a mark choosing among them; the plugin is not involved (no flag).
+    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+        import asyncio
+        import ferroloop
+        def pytest_asyncio_loop_factories(config, item):
+            return {"ferroloop": ferroloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+    """))
+    (tmp_path / "test_marks.py").write_text(textwrap.dedent("""
+        import asyncio
+        import pytest
+
+        @pytest.mark.asyncio(loop_factories=["ferroloop"])
+        async def test_only_ferroloop():
+            print("\\nLOOP only-ferroloop", type(asyncio.get_running_loop()).__module__)
+
+        @pytest.mark.asyncio
+        async def test_both():
+            print("\\nLOOP both", type(asyncio.get_running_loop()).__module__)
+    """))
+    loops, out = _pytest(tmp_path, "test_marks.py", file=None)
+    assert loops == ["both asyncio.unix_events", "both ferroloop._loop", "only-ferroloop ferroloop._loop"], out
 
 
 def test_plugin_is_registered_by_entry_point():
