@@ -7,6 +7,7 @@ mod fastcall;
 mod gil_cell;
 mod handles;
 mod poller;
+mod threadsafe;
 mod timers;
 mod trace;
 mod transports;
