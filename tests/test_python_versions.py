@@ -182,3 +182,19 @@ def test_task_factory_contract_of_314(floop, monkeypatch):
     if sys.version_info >= (3, 12):
         calls, _ = _factory_calls(floop, name="e", eager_start=True)
         assert calls == [["eager_start", "name"]]
+
+
+# -- free-threaded builds ---------------------------------------------------------------------
+
+def test_refuses_to_load_with_the_gil_forced_off():
+    # On a free-threaded build with PYTHON_GIL=0 the GIL stays off even for a gil_used module
+    # (simulated: this build has a GIL); ferroloop's state needs it, so the import refuses.
+    p = _python("""
+        import sys
+        sys._is_gil_enabled = lambda: False
+        try:
+            import ferroloop
+        except ImportError as e:
+            print("refused:", "PYTHON_GIL=0" in str(e))
+    """)
+    assert p.stdout.strip() == "refused: True", p.stderr

@@ -11,7 +11,16 @@ import sys as _sys
 import warnings as _warnings
 
 from ._ferroloop import Handle, TimerHandle, __version__
-from ._loop import Loop
+
+# The native module declares gil_used = true (docs/free-threading.md): a free-threaded
+# interpreter turns its GIL back on as it loads. Forced to stay off (PYTHON_GIL=0, -X gil=0),
+# the loop's state would have no guard at all: refuse rather than race.
+if not getattr(_sys, "_is_gil_enabled", lambda: True)():
+    raise ImportError(
+        "ferroloop needs the GIL, and this free-threaded interpreter was told to keep it off "
+        "(PYTHON_GIL=0 or -X gil=0); run without that setting (see docs/free-threading.md)")
+
+from ._loop import Loop  # noqa: E402
 
 __all__ = ("Loop", "Handle", "TimerHandle", "EventLoopPolicy", "new_event_loop", "install", "run", "__version__")
 
