@@ -1,8 +1,10 @@
 """`python -m ferroloop COMMAND ...` — one subcommand per module-level `cmd_*` function.
 
 Subcommands: run (any asyncio script on ferroloop), doctor (the same, then a report of the
-pitfalls the loop saw), trace (the same, writing a timeline), version. A subcommand is a
-`cmd_<name>` function with an optional `add_<name>_arguments`; nothing else to register.
+pitfalls the loop saw), trace (the same, writing a timeline), version (also `--version`).
+A subcommand is a `cmd_<name>` function with an optional `add_<name>_arguments`; nothing
+else to register. run/doctor/trace hand the program to `_script.run_main`, so it starts and
+ends as under `python script.py`; a command returns the exit status.
 """
 
 import argparse
