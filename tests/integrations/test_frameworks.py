@@ -84,11 +84,15 @@ def _serve_and_check(args, port, exit_codes=(0,)):
 
 # -- uvicorn ----------------------------------------------------------------------------------
 
+def _uvicorn_command_line(app):
+    port = _free_port()
+    _serve_and_check(["-m", "uvicorn", app, "--loop", "ferroloop:new_event_loop",
+                      "--host", "127.0.0.1", "--port", str(port)], port, UVICORN_EXIT)
+
+
 def test_uvicorn_command_line_loop_option():
     pytest.importorskip("uvicorn")
-    port = _free_port()
-    _serve_and_check(["-m", "uvicorn", "apps:asgi_app", "--loop", "ferroloop:new_event_loop",
-                      "--host", "127.0.0.1", "--port", str(port)], port, UVICORN_EXIT)
+    _uvicorn_command_line("apps:asgi_app")
 
 
 def test_uvicorn_from_code():
@@ -103,9 +107,7 @@ def test_uvicorn_from_code():
 
 def test_fastapi_on_uvicorn():
     pytest.importorskip("fastapi")
-    port = _free_port()
-    _serve_and_check(["-m", "uvicorn", "apps:fastapi_app", "--loop", "ferroloop:new_event_loop",
-                      "--host", "127.0.0.1", "--port", str(port)], port, UVICORN_EXIT)
+    _uvicorn_command_line("apps:fastapi_app")
 
 
 # -- hypercorn --------------------------------------------------------------------------------
