@@ -91,6 +91,9 @@ pub struct CoreLoop {
     /// native create_task must see without a dict lookup).
     task_factory: GilCell<Option<Py<PyAny>>>,
     xray: GilCell<Option<Py<PyAny>>>,
+    /// Whether call_soon_threadsafe's handles have 3.14's waiting cancel (threadsafe.rs):
+    /// set from the running Python's version; tests flip it to hold the contract.
+    threadsafe_waits: AtomicBool,
 }
 
 fn closed_error() -> PyErr {
@@ -406,6 +409,7 @@ impl CoreLoop {
             }
             None => untracked(Py::new(py, me.make_handle(slf, callback, args, context)?.oneshot())?),
         };
+        h.get().waits.store(threadsafe && me.threadsafe_waits.load(Relaxed), Relaxed);
         if me.trace.is_on() {
             let other_thread = threadsafe && me.thread_id.load(Relaxed) != current_thread_ident();
             me.trace.tag(&h.get().tag, if other_thread { trace::ORIGIN_THREAD } else { trace::ORIGIN_SOON });
@@ -610,7 +614,12 @@ impl CoreLoop {
                     }
                     return Ok(None);
                 }
-                run_handle(py, &hb)?;
+                if handle.waits.load(Relaxed) {
+                    let _running = crate::threadsafe::Running::mark(handle);
+                    run_handle(py, &hb)?;
+                } else {
+                    run_handle(py, &hb)?;
+                }
                 if debug {
                     return Ok(Some(hb.into_any().unbind()));
                 }
@@ -737,7 +746,7 @@ impl CoreLoop {
 impl CoreLoop {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn py_new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let (core, poller, waker) = poller::new().map_err(os_error)?;
         Ok(CoreLoop {
             ready: GilCell::new(VecDeque::new()),
@@ -759,7 +768,18 @@ impl CoreLoop {
             trace: Trace::default(),
             task_factory: GilCell::new(None),
             xray: GilCell::new(None),
+            threadsafe_waits: AtomicBool::new(py.version_info() >= (3, 14)),
         })
+    }
+
+    #[getter(_threadsafe_cancel_waits)]
+    fn threadsafe_waits_attr(&self) -> bool {
+        self.threadsafe_waits.load(Relaxed)
+    }
+
+    #[setter(_threadsafe_cancel_waits)]
+    fn set_threadsafe_waits_attr(&self, value: bool) {
+        self.threadsafe_waits.store(value, Relaxed);
     }
 
     /// The loop's clock (CLOCK_MONOTONIC, as `time.monotonic()`).

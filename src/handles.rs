@@ -7,7 +7,7 @@
 //! `ferroloop._handles`, the Python mirror of this file.
 
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -103,6 +103,10 @@ pub struct Handle {
     pub(crate) oneshot: std::sync::atomic::AtomicBool,
     /// Filled only while the x-ray traces (trace.rs).
     pub(crate) tag: crate::trace::Tag,
+    /// 3.14's threadsafe handle: cancel()/cancelled() wait for a running callback, whose
+    /// thread `running` holds meanwhile (threadsafe.rs).
+    pub(crate) waits: AtomicBool,
+    pub(crate) running: AtomicU64,
 }
 
 impl Handle {
@@ -130,6 +134,8 @@ impl Handle {
             source_traceback,
             oneshot: AtomicBool::new(false),
             tag: Default::default(),
+            waits: AtomicBool::new(false),
+            running: AtomicU64::new(0),
         })
     }
 
@@ -459,11 +465,13 @@ impl Handle {
     }
 
     pub(crate) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        crate::threadsafe::wait_while_running(slf.py(), slf.get());
         Handle::do_cancel(slf)
     }
 
-    fn cancelled(&self) -> bool {
-        self.is_cancelled()
+    fn cancelled(slf: &Bound<'_, Self>) -> bool {
+        crate::threadsafe::wait_while_running(slf.py(), slf.get());
+        slf.get().is_cancelled()
     }
 
     fn get_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {

@@ -8,6 +8,7 @@ mod gil_cell;
 mod handles;
 mod poller;
 mod sendfile;
+mod threadsafe;
 mod timers;
 mod trace;
 mod transports;

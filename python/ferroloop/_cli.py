@@ -2,13 +2,14 @@
 
 Subcommands: run (any asyncio script on ferroloop), doctor (the same, then a report of the
 pitfalls the loop saw), trace (the same, writing a timeline), ps / pstree / top (a live
-program's tasks, through its x-ray monitor socket), version. A subcommand is a
-`cmd_<name>` function with an optional `add_<name>_arguments`; nothing else to register.
+program's tasks, through its x-ray monitor socket), version (also `--version`). A subcommand
+is a `cmd_<name>` function with an optional `add_<name>_arguments`; nothing else to register.
+run/doctor/trace hand the program to `_script.run_main`, so it starts and ends as under
+`python script.py`; a command returns the exit status.
 """
 
 import argparse
 import os
-import runpy
 import sys
 
 
@@ -22,22 +23,13 @@ def add_run_arguments(p):
 def cmd_run(ns):
     """Run an unchanged asyncio program: its asyncio.run() lands on ferroloop."""
     from . import install
+    from ._script import run_main
 
     if ns.debug:
         os.environ["PYTHONASYNCIODEBUG"] = "1"
+    target, args, module = _program(ns)
     install()
-    if ns.module:
-        args = ([ns.target] if ns.target else []) + ns.args
-        sys.argv = [ns.module, *args]
-        runpy.run_module(ns.module, run_name="__main__", alter_sys=True)
-        return 0
-    if not ns.target:
-        raise SystemExit("ferroloop run: give a script or -m MODULE")
-    path = os.path.abspath(ns.target)
-    sys.argv = [ns.target, *ns.args]
-    sys.path.insert(0, os.path.dirname(path))
-    runpy.run_path(path, run_name="__main__")
-    return 0
+    return run_main(target, args, module=module)
 
 
 def add_demo_arguments(p):
@@ -89,7 +81,9 @@ def _take_late_flags(ns):
 
 
 def _program(ns):
-    _take_late_flags(ns)
+    """(target, its argv, whether it is a module) from run/doctor/trace's arguments."""
+    if ns.command != "run":
+        _take_late_flags(ns)
     if ns.module:
         return ns.module, ([ns.target] if ns.target else []) + ns.args, True
     if not ns.target:
@@ -120,8 +114,6 @@ def add_trace_arguments(p):
 
 def cmd_trace(ns):
     """Run a script on ferroloop and write its timeline (HTML; Chrome trace JSON with --json)."""
-    import os
-
     from .xray.doctor import run_program
 
     target, args, module = _program(ns)
@@ -182,16 +174,21 @@ def cmd_top(ns):
         raise SystemExit(f"ferroloop top: {exc}")
 
 
-def cmd_version(ns):
-    """Print versions: ferroloop, Python."""
+def _version():
     from . import __version__
 
-    print(f"ferroloop {__version__} on Python {sys.version.split()[0]}")
+    return f"ferroloop {__version__} on Python {sys.version.split()[0]}"
+
+
+def cmd_version(ns):
+    """Print versions: ferroloop, Python."""
+    print(_version())
     return 0
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m ferroloop", description="ferroloop: asyncio's event loop, in Rust")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, func in sorted(globals().items()):
         if name.startswith("cmd_"):
@@ -205,5 +202,10 @@ def build_parser():
 
 
 def main(argv=None):
+    from ._script import SignalExit, die_by_signal
+
     ns = build_parser().parse_args(argv)
-    return ns.func(ns) or 0
+    code = ns.func(ns) or 0
+    if isinstance(code, SignalExit):  # the program ended on Ctrl-C: end as python would
+        die_by_signal(code.signal)
+    return code

@@ -8,14 +8,29 @@ from asyncio.log import logger
 
 from ._ferroloop import TimerHandle
 
+# asyncio's private formatter of "callback(args) at file:line" (every 3.11-3.14 has it);
 # 3.13 added `debug=` (argument reprs are only shown in debug mode); 3.11/3.12 always show.
-_FORMAT_HAS_DEBUG = "debug" in inspect.signature(format_helpers._format_callback_source).parameters
+_format_source = getattr(format_helpers, "_format_callback_source", None)
+_FORMAT_HAS_DEBUG = _format_source is not None and "debug" in inspect.signature(_format_source).parameters
 
 
 def _format_callback(callback, args, loop):
     if _FORMAT_HAS_DEBUG:
-        return format_helpers._format_callback_source(callback, args, debug=loop.get_debug())
-    return format_helpers._format_callback_source(callback, args)
+        return _format_source(callback, args, debug=loop.get_debug())
+    if _format_source is not None:
+        return _format_source(callback, args)
+    return f"{callback!r}{args!r}"  # pragma: no cover - an asyncio without the helper
+
+
+# asyncio's own test for "a coroutine function" (3.14's coroutines._iscoroutinefunction):
+# inspect's, or a callable carrying asyncio's marker (mock.AsyncMock does). The public
+# asyncio.iscoroutinefunction is deprecated in 3.14 and goes in 3.16.
+_IS_COROUTINE_MARK = getattr(coroutines, "_is_coroutine", None)
+
+
+def iscoroutinefunction(func):
+    return inspect.iscoroutinefunction(func) or (
+        _IS_COROUTINE_MARK is not None and getattr(func, "_is_coroutine", None) is _IS_COROUTINE_MARK)
 
 
 def handle_repr(handle):
@@ -58,7 +73,7 @@ def log_slow_callback(handle, seconds):
 
 def check_callback(callback, method):
     """asyncio's BaseEventLoop._check_callback, same messages."""
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+    if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):
         raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")

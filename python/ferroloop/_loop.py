@@ -25,6 +25,10 @@ from .xray import hook as _xray_hook
 
 _DEBUG_STACK_DEPTH = 10  # asyncio.constants.DEBUG_STACK_DEPTH
 _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
+# 3.14 hands a task factory every keyword create_task got (name, context, eager_start) and
+# leaves the naming to it; 3.11-3.13 call factory(loop, coro) (context= when one is given)
+# and name the task afterwards. Read at each call (tests flip it to hold 3.14's contract).
+_FACTORY_GETS_ALL_KWARGS = sys.version_info >= (3, 14)
 
 
 def _env_debug():
@@ -185,16 +189,21 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
     def create_future(self):
         return futures.Future(loop=self)
 
-    def _create_task_slow(self, coro, *, name=None, context=None, **kwargs):
+    def _create_task_slow(self, coro, **kwargs):
         """create_task's general case (the native create_task handles the plain one):
         a task factory, the x-ray, debug mode, extra keywords (3.12+: eager_start), which go
-        to the Task or the factory as on 3.14."""
+        to the Task, or to the factory as the running Python hands them (see
+        _FACTORY_GETS_ALL_KWARGS)."""
         self._check_closed()
         if self._task_factory is None:
-            task = tasks.Task(coro, loop=self, name=name, context=context, **kwargs)
+            task = tasks.Task(coro, loop=self, **kwargs)
             if task._source_traceback:
                 del task._source_traceback[-1]
+        elif _FACTORY_GETS_ALL_KWARGS:
+            task = self._task_factory(self, coro, **kwargs)
         else:
+            name = kwargs.pop("name", None)
+            context = kwargs.pop("context", None)
             if context is None and not kwargs:
                 task = self._task_factory(self, coro)
             else:

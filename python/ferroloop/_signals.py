@@ -11,6 +11,8 @@ import socket
 from asyncio import coroutines
 from asyncio.log import logger
 
+from ._handles import iscoroutinefunction
+
 
 def _noop_handler(signum, frame):
     """Installed with signal.signal() so Python writes the signal number to the wakeup fd."""
@@ -69,7 +71,7 @@ class SignalsMixin:
 
     def add_signal_handler(self, sig, callback, *args):
         """Run callback(*args) on the loop when signal `sig` arrives (main thread only)."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()

@@ -1,9 +1,9 @@
 """Running a program under the x-ray: `python -m ferroloop doctor|trace script.py`."""
 
 import os
-import runpy
 import sys
 
+from .._script import run_main
 from . import record
 
 
@@ -12,20 +12,11 @@ def run_program(target, args, *, module=False, blocking_threshold=0.1):
     from .. import install
 
     install()  # the program's own asyncio.run() / new_event_loop() land on ferroloop
-    code = 0
     argv = sys.argv
     with record(blocking_threshold=blocking_threshold) as rec:
         try:
-            if module:
-                sys.argv = [target, *args]
-                runpy.run_module(target, run_name="__main__", alter_sys=True)
-            else:
-                path = os.path.abspath(target)
-                sys.argv = [target, *args]
-                sys.path.insert(0, os.path.dirname(path))
-                runpy.run_path(path, run_name="__main__")
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            # as `python script.py` runs it: its messages, its exit status (.._script)
+            code = run_main(target, args, module=module)
         finally:
             sys.argv = argv
     return rec, code
