@@ -9,6 +9,11 @@ from ferroloop import xray
 
 
 def new_event_loop():
-    # one socket per benchmark process, removed when it exits
-    xray.serve(os.path.join(tempfile.gettempdir(), f"ferroloop-bench-{os.getpid()}.sock"))
+    # One path for every run: benchmark servers are killed, not shut down, so their
+    # sockets stay behind, and serve() replaces a stale one (a live one: a per-PID path).
+    path = os.path.join(tempfile.gettempdir(), "ferroloop-bench-monitor.sock")
+    try:
+        xray.serve(path)
+    except FileExistsError:
+        xray.serve(os.path.join(tempfile.gettempdir(), f"ferroloop-bench-monitor-{os.getpid()}.sock"))
     return ferroloop.new_event_loop()  # made after serve(): the monitor watches it

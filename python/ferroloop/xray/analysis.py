@@ -47,7 +47,7 @@ class Report:
                            f"{t.waiting:>8.3f}s  {_waits(t.waits) or '-'}")
         elif self.tasks:
             out.append("")
-            out.append(f"  tasks grouped by coroutine (medians; worst by time on the loop):")
+            out.append("  tasks grouped by coroutine (medians; worst by time on the loop):")
             out.append(f"  {'coroutine':<24} {'tasks':>6} {'class':<16} {'steps':>5} {'running':>9} {'cpu':>8} "
                        f"{'waiting':>9}  {'worst':<32} waited on (all)")
             for g in group_tasks(self.tasks):

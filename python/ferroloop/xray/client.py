@@ -5,7 +5,7 @@ import os
 import socket
 import time
 
-from .server import PROTOCOL, runtime_dir, socket_path
+from .server import PROTOCOL, socket_path
 
 
 class MonitorError(Exception):
@@ -46,10 +46,8 @@ def find_socket(target):
     except OSError:
         uid = os.geteuid()
     candidates.append(f"/tmp/ferroloop-{uid}/{pid}.sock")
-    try:
-        candidates.append(os.path.join(runtime_dir(), f"{pid}.sock"))
-    except OSError:
-        pass
+    if os.environ.get("XDG_RUNTIME_DIR"):  # ours, looked at without making anything
+        candidates.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "ferroloop", f"{pid}.sock"))
     candidates = list(dict.fromkeys(candidates))
     for path in candidates:
         if os.path.exists(path):

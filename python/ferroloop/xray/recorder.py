@@ -13,9 +13,9 @@ import traceback
 import warnings
 import weakref
 
+# the origin constants are re-exported: they were defined here before model.py
 from .model import DATAGRAM, FD, SOON, STREAM, THREAD, TIMER, Entry, Job, TaskInfo  # noqa: F401
-from .names import FERROLOOP_DIR, _PKG_DIRS, _STDLIB_DIR, user_frame as _user_frame
-from .names import caller_where, task_name
+from .names import FERROLOOP_DIR, _PKG_DIRS, _STDLIB_DIR, caller_where, task_name
 
 
 @functools.lru_cache(maxsize=1024)
