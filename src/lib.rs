@@ -8,6 +8,7 @@ mod gil_cell;
 mod handles;
 mod poller;
 mod timers;
+mod tls;
 mod trace;
 mod transports;
 
@@ -23,6 +24,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
+    m.add_class::<tls::protocol::TlsProtocol>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
