@@ -81,7 +81,6 @@ class TlsTransport(transports._FlowControlMixin, transports.Transport):
     def __del__(self, _warn=warnings.warn):
         proto = self.__dict__.get("_ssl_protocol")
         if proto is not None and not proto.is_closing():
-            proto.abort()
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
 
 

@@ -583,7 +583,11 @@ impl TlsProtocol {
             (st.receiver.as_ref().map(|r| r.clone_ref(py)), st.app_reading_paused)
         };
         let result = (|| -> PyResult<()> {
-            if !paused {
+            if paused {
+                // Still send what the TLS object has to say (the handshake's last flight,
+                // alerts): asyncio leaves it in the BIO here, stalling the peer.
+                Self::process_outgoing(slf)?;
+            } else {
                 let receiver = match receiver {
                     Some(r) => r,
                     None => {
