@@ -27,7 +27,7 @@ TimeoutError = exceptions.TimeoutError
 _NATIVE = os.environ.get("FERROLOOP_TLS", "native") != "asyncio"
 
 _FAST = (
-    "write", "writelines", "is_closing", "close", "abort", "pause_reading", "resume_reading",
+    "write", "writelines", "is_closing", "abort", "pause_reading", "resume_reading",
     "is_reading", "set_write_buffer_limits", "get_write_buffer_limits", "get_write_buffer_size",
     "set_read_buffer_limits", "get_read_buffer_limits", "get_read_buffer_size",
     "get_protocol", "set_protocol", "get_extra_info",
@@ -59,12 +59,61 @@ class TlsTransport(transports._FlowControlMixin, transports.Transport):
 
     @property
     def _closed(self):
-        return self._ssl_protocol.is_closing()
+        return self._ssl_protocol is None or self._ssl_protocol.is_closing()
+
+    def close(self):
+        proto = self._ssl_protocol
+        if proto is None:
+            return
+        if not proto.is_closing():
+            proto.close()
+            return
+        # asyncio's second close() lets go of the protocol (and so of the context,
+        # certificates, buffers) even before connection_lost has run.
+        proto.close()
+        self._ssl_protocol = None
+        for name in _FAST:
+            self.__dict__.pop(name, None)
+
+    # -- what a let-go transport answers (its methods are no longer the engine's) --------
+
+    def is_closing(self):
+        return True
+
+    def is_reading(self):
+        return False
+
+    def write(self, data):
+        pass
+
+    def writelines(self, list_of_data):
+        pass
+
+    def abort(self):
+        pass
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def get_read_buffer_size(self):
+        return 0
+
+    def get_protocol(self):
+        return None
+
+    def get_extra_info(self, name, default=None):
+        return default
 
     @property
     def _protocol_paused(self):
         # the sendfile fallback reads it
-        return self._ssl_protocol._app_writing_paused
+        return self._ssl_protocol is not None and self._ssl_protocol._app_writing_paused
 
     def write_eof(self):
         raise NotImplementedError
@@ -73,7 +122,8 @@ class TlsTransport(transports._FlowControlMixin, transports.Transport):
         return False
 
     def _force_close(self, exc):
-        self._ssl_protocol._force_close(exc)
+        if self._ssl_protocol is not None:
+            self._ssl_protocol._force_close(exc)
 
     def _test__append_write_backlog(self, data):
         self._ssl_protocol._test__append_write_backlog(data)
