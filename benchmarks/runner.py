@@ -47,6 +47,11 @@ NET["udp_1k_c1"] = dict(server="udp", client="udp", size=1024, conns=1)
 NET["udp_1k_c50"] = dict(server="udp", client="udp", size=1024, conns=50)
 NET["http_c50"] = dict(server="http", client="wrk", size=0, conns=50)
 NET["aiohttp_c50"] = dict(server="aiohttp", client="wrk", size=0, conns=50)
+# TLS rows (a self-signed certificate made per run; rloop has no TLS)
+NET["tls_proto_1k_c50"] = dict(server="tls_proto", client="tls", size=1024, conns=50, tls=True)
+NET["tls_stream_1k_c50"] = dict(server="tls_stream", client="tls", size=1024, conns=50, tls=True)
+NET["tls_bulk_64m_c1"] = dict(server="tls_bulk", client="tls-bulk", size=64 * 1024 * 1024, conns=1, tls=True)
+NET["https_aiohttp_c50"] = dict(server="https_aiohttp", client="wrk", size=0, conns=50, tls=True)
 
 ALL_BENCHES = list(MICRO) + list(NET)
 
@@ -211,6 +216,15 @@ def parse_wrk(text):
     return res
 
 
+def make_certificate(tmpdir):
+    """A throw-away self-signed certificate for the TLS rows (openssl's CLI)."""
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-keyout", os.path.join(tmpdir, "key.pem"), "-out", os.path.join(tmpdir, "cert.pem")],
+                       capture_output=True, text=True)
+    return None if r.returncode == 0 else "openssl req failed: " + tail(r.stderr)
+
+
 def run_net(spec, bench, duration, pin, client_error):
     cfg = NET[bench]
     if cfg["client"] == "wrk" and not shutil.which("wrk"):
@@ -219,9 +233,19 @@ def run_net(spec, bench, duration, pin, client_error):
         return failure("skipped", client_error)
     tmpdir = tempfile.mkdtemp(prefix="ferroloop-bench-")
     addr = os.path.join(tmpdir, "echo.sock") if cfg["server"].startswith("unix") else "127.0.0.1:0"
+    env = child_env()
+    if cfg.get("tls"):
+        if spec.startswith("rloop"):
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            return failure("unsupported", "rloop has no TLS")
+        cert_error = make_certificate(tmpdir)
+        if cert_error:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            return failure("skipped", cert_error)
+        env["FERROLOOP_BENCH_CERT"] = tmpdir
     cmd = pin.server([sys.executable, "-m", "benchmarks._child", "server", spec, cfg["server"], addr])
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=child_env(), cwd=ROOT)
+                            text=True, env=env, cwd=ROOT)
     try:
         try:
             ready = _read_json_line(proc, 30)
@@ -239,14 +263,19 @@ def run_net(spec, bench, duration, pin, client_error):
         before = _read_json_line(proc, 10)
         if cfg["client"] == "wrk":
             ccmd = ["wrk", "-t1", f"-c{cfg['conns']}", f"-d{max(1, round(duration))}s", "--latency",
-                    "--timeout", "5s", f"http://{bound}/"]
+                    "--timeout", "5s", f"{'https' if cfg.get('tls') else 'http'}://{bound}/"]
         else:
             ccmd = [CLIENT_BIN, cfg["client"], "--addr", bound, "--size", str(cfg["size"]),
                     "--conns", str(cfg["conns"]), "--duration", str(duration)]
+        children0 = os.times()
         try:
             cr = subprocess.run(pin.client(ccmd), capture_output=True, text=True, timeout=duration + 60)
         except subprocess.TimeoutExpired:
             return failure("timeout", "load client did not finish")
+        children1 = os.times()
+        # the load client's own CPU (user + system), to show it is not the bottleneck
+        client_cpu = (children1.children_user - children0.children_user
+                      + children1.children_system - children0.children_system)
         if proc.poll() is not None:
             _, err = proc.communicate(timeout=10)
             return failure("crash", f"server died under load (exit code {proc.returncode}): {tail(err)}")
@@ -269,7 +298,10 @@ def run_net(spec, bench, duration, pin, client_error):
         out = dict(ok=True, ops=res["msgs"], wall=res["secs"], cpu=cpu, ops_per_sec=res["msgs"] / res["secs"],
                    cpu_per_op=cpu / res["msgs"], p50_us=res.get("p50_us"), p99_us=res.get("p99_us"),
                    errors=res.get("errors", 0) + res.get("non2xx", 0) + res.get("lost", 0),
-                   version=ready.get("version"), loop_type=ready.get("loop_type"))
+                   version=ready.get("version"), loop_type=ready.get("loop_type"),
+                   client_cpu_share=client_cpu / res["secs"] if res["secs"] else None)
+        if cfg["client"] == "tls-bulk":
+            out["mb_per_sec"] = res["msgs"] * cfg["size"] / res["secs"] / 1e6
         return out
     finally:
         if proc.poll() is None:
