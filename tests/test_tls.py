@@ -15,11 +15,9 @@ import tempfile
 import threading
 
 import pytest
+import trustme  # the compat extra (./dev test installs it)
 
-import ferroloop
 from ferroloop import _tls
-
-trustme = pytest.importorskip("trustme")
 
 MB = 1024 * 1024
 

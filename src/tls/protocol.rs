@@ -561,13 +561,15 @@ impl TlsProtocol {
             let st = me.st.borrow(py)?;
             if st.ssl_writing_paused { None } else { st.transport_write.as_ref().map(|w| w.clone_ref(py)) }
         };
+        let mut left = pending(py, &me.ssl.outgoing)?;
         if let Some(write) = write {
-            if pending(py, &me.ssl.outgoing)? > 0 {
+            if left > 0 {
                 let data = me.ssl.outgoing_read.bind(py).call0()?;
+                left = 0;
                 write.bind(py).call1((data,))?;
             }
         }
-        Self::control_app_writing(slf)
+        Self::control_app_writing_at(slf, left)
     }
 
     // -- incoming -------------------------------------------------------------------------
@@ -764,11 +766,17 @@ impl TlsProtocol {
     }
 
     fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let outgoing = pending(slf.py(), &slf.get().ssl.outgoing)?;
+        Self::control_app_writing_at(slf, outgoing)
+    }
+
+    /// asyncio's `_control_app_writing`, with the outgoing BIO's size already known.
+    fn control_app_writing_at(slf: &Bound<'_, Self>, outgoing: usize) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let size = me.write_buffer_size(py)?;
         let call = {
             let mut st = me.st.borrow_mut(py)?;
+            let size = outgoing + st.backlog_size;
             if size >= st.out_high && !st.app_writing_paused {
                 st.app_writing_paused = true;
                 Some("pause_writing")

@@ -155,9 +155,7 @@ fn connect(args: &Args) -> Sock {
                 .unwrap_or_else(|e| fail(&format!("connect {addr}: {e}")));
             s.set_nodelay(true).ok();
             s.set_nonblocking(true).unwrap();
-            let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap_or_else(|e| fail(&format!("openssl: {e}")));
-            b.set_verify(SslVerifyMode::NONE);
-            let cfg = b.build().configure().unwrap();
+            let cfg = tls_connector().configure().unwrap();
             let started = Instant::now();
             let mut hs = cfg.verify_hostname(false).connect("localhost", TcpStream::from_std(s));
             loop {
@@ -190,6 +188,25 @@ fn connect(args: &Args) -> Sock {
         }
         m => fail(&format!("unknown mode {m}")),
     }
+}
+
+/// One connector for every connection (building one loads the system's CA store).
+fn tls_connector() -> &'static SslConnector {
+    static CONNECTOR: std::sync::OnceLock<SslConnector> = std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(|| {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap_or_else(|e| fail(&format!("openssl: {e}")));
+        b.set_verify(SslVerifyMode::NONE);
+        b.build()
+    })
+}
+
+/// This process's CPU seconds so far (user + system).
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Drive one connection as far as it goes without blocking. Returns false on a fatal error.
@@ -277,6 +294,7 @@ fn main() {
     }
     let mut stats = Stats { done: 0, lost: 0, errors: 0, lat_ns: Vec::with_capacity(1 << 20) };
     let t0 = Instant::now();
+    let cpu0 = cpu_secs();
     let deadline = t0 + Duration::from_secs_f64(args.duration);
     // In-flight messages get this long to finish after the deadline, then are abandoned.
     let grace = deadline + Duration::from_secs(5);
@@ -330,6 +348,7 @@ fn main() {
         }
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
     let unfinished = conns.iter().filter(|c| c.active).count();
     let mut lat = std::mem::take(&mut stats.lat_ns);
     lat.sort_unstable();
@@ -337,7 +356,7 @@ fn main() {
     println!(
         "{{\"mode\": {}, \"size\": {}, \"conns\": {}, \"msgs\": {}, \"secs\": {:.6}, \"msgs_per_sec\": {:.1}, \
          \"mib_per_sec\": {:.3}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"mean_us\": {:.1}, \"lost\": {}, \
-         \"errors\": {}, \"unfinished\": {}}}",
+         \"errors\": {}, \"unfinished\": {}, \"cpu_secs\": {:.6}}}",
         json_str(&args.mode),
         args.size,
         args.conns,
@@ -350,7 +369,8 @@ fn main() {
         mean_us,
         stats.lost,
         stats.errors,
-        unfinished
+        unfinished,
+        cpu
     );
     if stats.errors > 0 && stats.done == 0 {
         exit(1);
