@@ -15,9 +15,11 @@
 //! `tls` is the echo over TLS (OpenSSL through the `openssl` crate, no certificate
 //! verification: a benchmark, not a client); `tls-bulk` asks the server for `size` bytes
 //! (an 8-byte big-endian count) and reads them, one transfer per message.
-//! The handshakes happen before the clock starts.
+//! The handshakes happen before the clock starts. The TLS modes need the `tls` feature
+//! (OpenSSL's headers: libssl-dev); the runner builds without it when they are missing.
 
 use mio::net::{TcpStream, UdpSocket, UnixStream};
+#[cfg(feature = "tls")]
 use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
@@ -90,6 +92,7 @@ fn parse_args() -> Args {
 }
 
 enum Sock {
+    #[cfg(feature = "tls")]
     Tls(SslStream<TcpStream>),
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -99,6 +102,7 @@ enum Sock {
 impl Sock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            #[cfg(feature = "tls")]
             Sock::Tls(s) => s.read(buf),
             Sock::Tcp(s) => s.read(buf),
             Sock::Unix(s) => s.read(buf),
@@ -107,6 +111,7 @@ impl Sock {
     }
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            #[cfg(feature = "tls")]
             Sock::Tls(s) => s.write(buf),
             Sock::Tcp(s) => s.write(buf),
             Sock::Unix(s) => s.write(buf),
@@ -115,6 +120,7 @@ impl Sock {
     }
     fn source(&mut self) -> &mut dyn mio::event::Source {
         match self {
+            #[cfg(feature = "tls")]
             Sock::Tls(s) => s.get_mut(),
             Sock::Tcp(s) => s,
             Sock::Unix(s) => s,
@@ -149,6 +155,7 @@ fn connect(args: &Args) -> Sock {
             s.set_nonblocking(true).unwrap();
             Sock::Tcp(TcpStream::from_std(s))
         }
+        #[cfg(feature = "tls")]
         "tls" | "tls-bulk" => {
             let addr: SocketAddr = args.addr.parse().unwrap_or_else(|_| fail("bad --addr"));
             let s = std::net::TcpStream::connect_timeout(&addr, timeout)
@@ -191,6 +198,7 @@ fn connect(args: &Args) -> Sock {
 }
 
 /// One connector for every connection (building one loads the system's CA store).
+#[cfg(feature = "tls")]
 fn tls_connector() -> &'static SslConnector {
     static CONNECTOR: std::sync::OnceLock<SslConnector> = std::sync::OnceLock::new();
     CONNECTOR.get_or_init(|| {
