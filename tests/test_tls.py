@@ -822,3 +822,41 @@ def test_connect_accepted_socket_tls(loop, certs):
         assert await got is None
 
     run(loop, main())
+
+
+def test_buffered_protocol_with_bytearray_buffer_gets_every_byte(floop, certs):
+    """asyncio's SSLProtocol slices what get_buffer returns; a bytearray's slice is a copy,
+    so asyncio loses what it reads after the first record into one buffer. ferroloop
+    reads into the buffer itself. Not run on asyncio."""
+    loop = floop
+    data = blob(b"bytearray", 300 * 1024)
+
+    async def main():
+        class Sender(asyncio.Protocol):
+            def connection_made(self, transport):
+                transport.write(data)
+
+        server = await loop.create_server(Sender, "127.0.0.1", 0, ssl=certs.server())
+        port = server.sockets[0].getsockname()[1]
+        got = bytearray()
+        enough = loop.create_future()
+
+        class Receiver(asyncio.BufferedProtocol):
+            def get_buffer(self, hint):
+                self.buf = bytearray(40000)   # more than one record fits
+                return self.buf
+
+            def buffer_updated(self, n):
+                got.extend(self.buf[:n])
+                if len(got) >= len(data) and not enough.done():
+                    enough.set_result(None)
+
+        t, _ = await loop.create_connection(Receiver, "127.0.0.1", port, ssl=certs.client(),
+                                            server_hostname="localhost")
+        await enough
+        assert bytes(got) == data
+        t.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
