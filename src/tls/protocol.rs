@@ -532,9 +532,10 @@ impl TlsProtocol {
             match me.ssl.write.bind(py).call1((data,)) {
                 Ok(n) => {
                     let n: usize = n.extract()?;
+                    // the slice is made before the borrow: it may run Python code
+                    let rest = if n < len { Some(data.get_item(PySlice::new(py, n as isize, len as isize, 1))?) } else { None };
                     let mut st = me.st.borrow_mut(py)?;
-                    if n < len {
-                        let rest = data.get_item(PySlice::new(py, n as isize, len as isize, 1))?;
+                    if let Some(rest) = rest {
                         let old = st.backlog.front_mut().map(|f| std::mem::replace(f, rest.unbind()));
                         st.backlog_size -= n;
                         drop(st);
