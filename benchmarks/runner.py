@@ -48,6 +48,13 @@ NET["udp_1k_c50"] = dict(server="udp", client="udp", size=1024, conns=50)
 NET["http_c50"] = dict(server="http", client="wrk", size=0, conns=50)
 NET["aiohttp_c50"] = dict(server="aiohttp", client="wrk", size=0, conns=50)
 NET["uvicorn_c50"] = dict(server="uvicorn", client="wrk", size=0, conns=50)
+# TLS rows (a self-signed certificate made per run; rloop has no TLS)
+NET["tls_proto_1k_c50"] = dict(server="tls_proto", client="tls", size=1024, conns=50, tls=True)
+NET["tls_stream_1k_c50"] = dict(server="tls_stream", client="tls", size=1024, conns=50, tls=True)
+# one op is a whole 64 MiB transfer: a 3x longer run, so the op count is not a handful
+NET["tls_bulk_64m_c1"] = dict(server="tls_bulk", client="tls-bulk", size=64 * 1024 * 1024, conns=1, tls=True,
+                              duration_factor=3)
+NET["https_aiohttp_c50"] = dict(server="https_aiohttp", client="wrk", size=0, conns=50, tls=True)
 
 ALL_BENCHES = list(MICRO) + list(NET)
 
@@ -113,19 +120,37 @@ def failure(stage, error, **kw):
     return dict(ok=False, stage=stage, error=error, **kw)
 
 
+CLIENT_TLS_MARK = os.path.join(CLIENT_DIR, "target", "release", "no-tls")
+
+
 def ensure_client():
-    """Build the Rust load client once; returns an error string if it cannot be had."""
+    """Build the Rust load client once; returns an error string if it cannot be had.
+    With OpenSSL's headers it has the TLS modes (feature "tls"); without them it is built
+    without, and the TLS rows are reported as skipped (`client_has_tls`)."""
     src = os.path.join(CLIENT_DIR, "src", "main.rs")
-    if os.path.exists(CLIENT_BIN) and os.path.getmtime(CLIENT_BIN) >= os.path.getmtime(src):
+    newest = max(os.path.getmtime(src), os.path.getmtime(os.path.join(CLIENT_DIR, "Cargo.toml")))
+    if os.path.exists(CLIENT_BIN) and os.path.getmtime(CLIENT_BIN) >= newest:
         return None
     if not shutil.which("cargo"):
         return "cargo not found: cannot build benchmarks/client"
     print("building the load client (benchmarks/client) ...", file=sys.stderr, flush=True)
+    r = subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "tls"], cwd=CLIENT_DIR,
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        if os.path.exists(CLIENT_TLS_MARK):
+            os.remove(CLIENT_TLS_MARK)
+        return None
     r = subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=CLIENT_DIR,
                        capture_output=True, text=True)
     if r.returncode != 0:
         return "building benchmarks/client failed: " + tail(r.stderr)
+    with open(CLIENT_TLS_MARK, "w") as f:
+        f.write("built without the tls feature (OpenSSL headers missing: apt-get install libssl-dev)\n")
     return None
+
+
+def client_has_tls():
+    return not os.path.exists(CLIENT_TLS_MARK)
 
 
 # ---------------------------------------------------------------------------- micro
@@ -212,17 +237,39 @@ def parse_wrk(text):
     return res
 
 
+def make_certificate(tmpdir):
+    """A throw-away self-signed certificate for the TLS rows (openssl's CLI)."""
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-keyout", os.path.join(tmpdir, "key.pem"), "-out", os.path.join(tmpdir, "cert.pem")],
+                       capture_output=True, text=True)
+    return None if r.returncode == 0 else "openssl req failed: " + tail(r.stderr)
+
+
 def run_net(spec, bench, duration, pin, client_error):
     cfg = NET[bench]
+    duration = duration * cfg.get("duration_factor", 1)
     if cfg["client"] == "wrk" and not shutil.which("wrk"):
         return failure("skipped", "wrk not installed (apt-get install wrk)")
     if cfg["client"] != "wrk" and client_error:
         return failure("skipped", client_error)
+    if cfg["client"].startswith("tls") and not client_has_tls():
+        return failure("skipped", "load client built without TLS (apt-get install libssl-dev)")
     tmpdir = tempfile.mkdtemp(prefix="ferroloop-bench-")
     addr = os.path.join(tmpdir, "echo.sock") if cfg["server"].startswith("unix") else "127.0.0.1:0"
+    env = child_env()
+    if cfg.get("tls"):
+        if spec.startswith("rloop"):
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            return failure("unsupported", "rloop has no TLS")
+        cert_error = make_certificate(tmpdir)
+        if cert_error:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            return failure("skipped", cert_error)
+        env["FERROLOOP_BENCH_CERT"] = tmpdir
     cmd = pin.server([sys.executable, "-m", "benchmarks._child", "server", spec, cfg["server"], addr])
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=child_env(), cwd=ROOT)
+                            text=True, env=env, cwd=ROOT)
     try:
         try:
             ready = _read_json_line(proc, 30)
@@ -240,14 +287,19 @@ def run_net(spec, bench, duration, pin, client_error):
         before = _read_json_line(proc, 10)
         if cfg["client"] == "wrk":
             ccmd = ["wrk", "-t1", f"-c{cfg['conns']}", f"-d{max(1, round(duration))}s", "--latency",
-                    "--timeout", "5s", f"http://{bound}/"]
+                    "--timeout", "5s", f"{'https' if cfg.get('tls') else 'http'}://{bound}/"]
         else:
             ccmd = [CLIENT_BIN, cfg["client"], "--addr", bound, "--size", str(cfg["size"]),
                     "--conns", str(cfg["conns"]), "--duration", str(duration)]
+        children0 = os.times()
         try:
             cr = subprocess.run(pin.client(ccmd), capture_output=True, text=True, timeout=duration + 60)
         except subprocess.TimeoutExpired:
             return failure("timeout", "load client did not finish")
+        children1 = os.times()
+        # the load client's own CPU (user + system), to show it is not the bottleneck
+        client_cpu = (children1.children_user - children0.children_user
+                      + children1.children_system - children0.children_system)
         if proc.poll() is not None:
             _, err = proc.communicate(timeout=10)
             return failure("crash", f"server died under load (exit code {proc.returncode}): {tail(err)}")
@@ -270,7 +322,10 @@ def run_net(spec, bench, duration, pin, client_error):
         out = dict(ok=True, ops=res["msgs"], wall=res["secs"], cpu=cpu, ops_per_sec=res["msgs"] / res["secs"],
                    cpu_per_op=cpu / res["msgs"], p50_us=res.get("p50_us"), p99_us=res.get("p99_us"),
                    errors=res.get("errors", 0) + res.get("non2xx", 0) + res.get("lost", 0),
-                   version=ready.get("version"), loop_type=ready.get("loop_type"))
+                   version=ready.get("version"), loop_type=ready.get("loop_type"),
+                   client_cpu_share=res.get("cpu_secs", client_cpu) / res["secs"] if res["secs"] else None)
+        if cfg["client"] == "tls-bulk":
+            out["mb_per_sec"] = res["msgs"] * cfg["size"] / res["secs"] / 1e6
         return out
     finally:
         if proc.poll() is None:

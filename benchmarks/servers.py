@@ -5,6 +5,7 @@
 """
 
 import asyncio
+import os
 
 HTTP_BODY = b"Hello, World!"
 HTTP_RESPONSE = (
@@ -61,6 +62,50 @@ class HttpProtocol(asyncio.Protocol):
         self.buf = buf
 
 
+class BulkProtocol(asyncio.Protocol):
+    """Answers an 8-byte big-endian count with that many bytes, honouring flow control."""
+
+    CHUNK = b"b" * (1024 * 1024)
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.left = 0
+        self.paused = False
+        self.buf = b""
+
+    def data_received(self, data):
+        self.buf += data
+        while len(self.buf) >= 8:
+            self.left += int.from_bytes(self.buf[:8], "big")
+            self.buf = self.buf[8:]
+        self._pump()
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        self._pump()
+
+    def _pump(self):
+        chunk = self.CHUNK
+        while self.left and not self.paused:
+            n = min(self.left, len(chunk))
+            self.transport.write(chunk if n == len(chunk) else chunk[:n])
+            self.left -= n
+
+
+def tls_context():
+    """The server context of the TLS rows: the certificate the runner made
+    (FERROLOOP_BENCH_CERT = directory holding cert.pem and key.pem)."""
+    import ssl
+
+    d = os.environ["FERROLOOP_BENCH_CERT"]
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"))
+    return ctx
+
+
 def _hostport(addr):
     host, _, port = addr.rpartition(":")
     return host.strip("[]"), int(port)
@@ -73,7 +118,7 @@ def _bound(server):
     return f"{sockname[0]}:{sockname[1]}"
 
 
-async def _aiohttp(host, port):
+async def _aiohttp(host, port, ssl_context=None):
     from aiohttp import web
 
     async def hello(request):
@@ -83,7 +128,7 @@ async def _aiohttp(host, port):
     app.router.add_get("/", hello)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context)
     await site.start()
     sockname = runner.addresses[0]
     return f"{sockname[0]}:{sockname[1]}"
@@ -132,6 +177,17 @@ async def start(kind, addr):
         return await _aiohttp(*_hostport(addr))
     elif kind == "uvicorn":
         return await _uvicorn(*_hostport(addr))
+    elif kind == "tls_proto":
+        host, port = _hostport(addr)
+        server = await loop.create_server(EchoProtocol, host, port, backlog=1024, ssl=tls_context())
+    elif kind == "tls_stream":
+        host, port = _hostport(addr)
+        server = await asyncio.start_server(stream_echo, host, port, backlog=1024, ssl=tls_context())
+    elif kind == "tls_bulk":
+        host, port = _hostport(addr)
+        server = await loop.create_server(BulkProtocol, host, port, backlog=1024, ssl=tls_context())
+    elif kind == "https_aiohttp":
+        return await _aiohttp(*_hostport(addr), ssl_context=tls_context())
     else:
         raise ValueError(f"unknown server kind {kind!r}")
     return _bound(server)

@@ -10,6 +10,7 @@ mod poller;
 mod sendfile;
 mod threadsafe;
 mod timers;
+mod tls;
 mod trace;
 mod transports;
 mod unix_paths;
@@ -30,6 +31,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unix_paths::remove_stale_socket, m)?)?;
     m.add_function(wrap_pyfunction!(unix_paths::path_inode, m)?)?;
     m.add_function(wrap_pyfunction!(unix_paths::unlink_if_inode, m)?)?;
+    m.add_class::<tls::protocol::TlsProtocol>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

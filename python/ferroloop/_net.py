@@ -1,6 +1,6 @@
 """Connections, servers and datagram endpoints: what runs once per connection. The bytes
 themselves go through the native transports (src/transports/), wrapped by the facades
-in `_transports`; TLS reuses asyncio's own `sslproto.SSLProtocol` on top of them.
+in `_transports`; TLS is the native engine of `_tls` on top of them.
 """
 
 import collections.abc
@@ -10,10 +10,11 @@ import itertools
 import os
 import socket
 import sys
-from asyncio import constants, exceptions, sslproto, staggered, tasks, trsock
+from asyncio import constants, exceptions, staggered, tasks, trsock
 from asyncio.log import logger
 
 from ._ferroloop import path_inode, remove_stale_socket, unlink_if_inode
+from . import _tls
 from ._server import Server
 from ._sockets import check_ssl_socket, sendfile_chunk
 from ._transports import DatagramTransport, SocketTransport
@@ -76,7 +77,7 @@ class NetworkMixin:
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
                             call_connection_made=True):
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _tls.new_protocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
             call_connection_made=call_connection_made)
@@ -504,7 +505,7 @@ class NetworkMixin:
         if not getattr(transport, "_start_tls_compatible", False):
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         waiter = self.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _tls.new_protocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
             call_connection_made=False)

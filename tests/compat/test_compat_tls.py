@@ -1,4 +1,4 @@
-"""TLS on the loop's socket transport (asyncio's sslproto on top): 10 MB each way at once,
+"""TLS on the loop's socket transport (ferroloop's native TLS layer on top): 10 MB each way at once,
 a start_tls upgrade, and the faults: a certificate from an unknown CA, a wrong hostname, a
 handshake that never completes, a plain-TCP client at a TLS server. Each fault raises the
 ssl error asyncio raises and leaves no fd behind (counted while the loop still runs)."""

@@ -9,8 +9,18 @@
 //!   ferroloop-bench-client tcp  --addr 127.0.0.1:8000 --size 1024 --conns 50 --duration 3
 //!   ferroloop-bench-client unix --addr /tmp/echo.sock --size 1024 --conns 1 --duration 3
 //!   ferroloop-bench-client udp  --addr 127.0.0.1:8000 --size 1024 --conns 1 --duration 3
+//!   ferroloop-bench-client tls  --addr 127.0.0.1:8000 --size 1024 --conns 50 --duration 3
+//!   ferroloop-bench-client tls-bulk --addr 127.0.0.1:8000 --size 67108864 --conns 1 --duration 3
+//!
+//! `tls` is the echo over TLS (OpenSSL through the `openssl` crate, no certificate
+//! verification: a benchmark, not a client); `tls-bulk` asks the server for `size` bytes
+//! (an 8-byte big-endian count) and reads them, one transfer per message.
+//! The handshakes happen before the clock starts. The TLS modes need the `tls` feature
+//! (OpenSSL's headers: libssl-dev); the runner builds without it when they are missing.
 
 use mio::net::{TcpStream, UdpSocket, UnixStream};
+#[cfg(feature = "tls")]
+use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -82,6 +92,8 @@ fn parse_args() -> Args {
 }
 
 enum Sock {
+    #[cfg(feature = "tls")]
+    Tls(SslStream<TcpStream>),
     Tcp(TcpStream),
     Unix(UnixStream),
     Udp(UdpSocket),
@@ -90,6 +102,8 @@ enum Sock {
 impl Sock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            #[cfg(feature = "tls")]
+            Sock::Tls(s) => s.read(buf),
             Sock::Tcp(s) => s.read(buf),
             Sock::Unix(s) => s.read(buf),
             Sock::Udp(s) => s.recv(buf),
@@ -97,6 +111,8 @@ impl Sock {
     }
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            #[cfg(feature = "tls")]
+            Sock::Tls(s) => s.write(buf),
             Sock::Tcp(s) => s.write(buf),
             Sock::Unix(s) => s.write(buf),
             Sock::Udp(s) => s.send(buf),
@@ -104,6 +120,8 @@ impl Sock {
     }
     fn source(&mut self) -> &mut dyn mio::event::Source {
         match self {
+            #[cfg(feature = "tls")]
+            Sock::Tls(s) => s.get_mut(),
             Sock::Tcp(s) => s,
             Sock::Unix(s) => s,
             Sock::Udp(s) => s,
@@ -137,6 +155,30 @@ fn connect(args: &Args) -> Sock {
             s.set_nonblocking(true).unwrap();
             Sock::Tcp(TcpStream::from_std(s))
         }
+        #[cfg(feature = "tls")]
+        "tls" | "tls-bulk" => {
+            let addr: SocketAddr = args.addr.parse().unwrap_or_else(|_| fail("bad --addr"));
+            let s = std::net::TcpStream::connect_timeout(&addr, timeout)
+                .unwrap_or_else(|e| fail(&format!("connect {addr}: {e}")));
+            s.set_nodelay(true).ok();
+            s.set_nonblocking(true).unwrap();
+            let cfg = tls_connector().configure().unwrap();
+            let started = Instant::now();
+            let mut hs = cfg.verify_hostname(false).connect("localhost", TcpStream::from_std(s));
+            loop {
+                match hs {
+                    Ok(tls) => return Sock::Tls(tls),
+                    Err(HandshakeError::WouldBlock(mid)) => {
+                        if started.elapsed() > timeout {
+                            fail("TLS handshake timed out");
+                        }
+                        std::thread::sleep(Duration::from_micros(200));
+                        hs = mid.handshake();
+                    }
+                    Err(e) => fail(&format!("TLS handshake: {e}")),
+                }
+            }
+        }
         "unix" => {
             let s = std::os::unix::net::UnixStream::connect(&args.addr)
                 .unwrap_or_else(|e| fail(&format!("connect {}: {e}", args.addr)));
@@ -155,8 +197,28 @@ fn connect(args: &Args) -> Sock {
     }
 }
 
+/// One connector for every connection (building one loads the system's CA store).
+#[cfg(feature = "tls")]
+fn tls_connector() -> &'static SslConnector {
+    static CONNECTOR: std::sync::OnceLock<SslConnector> = std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(|| {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap_or_else(|e| fail(&format!("openssl: {e}")));
+        b.set_verify(SslVerifyMode::NONE);
+        b.build()
+    })
+}
+
+/// This process's CPU seconds so far (user + system).
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// Drive one connection as far as it goes without blocking. Returns false on a fatal error.
-fn progress(c: &mut Conn, msg: &[u8], rbuf: &mut [u8], stats: &mut Stats, may_start: &dyn Fn(u64) -> bool, dgram: bool) -> bool {
+fn progress(c: &mut Conn, msg: &[u8], rbuf: &mut [u8], stats: &mut Stats, may_start: &dyn Fn(u64) -> bool, dgram: bool, expect: usize) -> bool {
     let size = msg.len();
     loop {
         if !c.active {
@@ -191,10 +253,10 @@ fn progress(c: &mut Conn, msg: &[u8], rbuf: &mut [u8], stats: &mut Stats, may_st
                 Err(_) => return false,
             }
         }
-        if c.got < size {
+        if c.got < expect {
             return true;
         }
-        if c.got > size {
+        if c.got > expect {
             return false; // more echoed than sent: broken server
         }
         let now = Instant::now();
@@ -221,7 +283,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn main() {
     let args = parse_args();
     let dgram = args.mode == "udp";
-    let msg: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let bulk = args.mode == "tls-bulk";
+    let msg: Vec<u8> = if bulk {
+        (args.size as u64).to_be_bytes().to_vec()
+    } else {
+        (0..args.size).map(|i| b'a' + (i % 26) as u8).collect()
+    };
+    let expect = args.size;
     let mut rbuf = vec![0u8; 256 * 1024];
     let mut poll = Poll::new().unwrap();
     let mut conns: Vec<Conn> = Vec::with_capacity(args.conns);
@@ -234,6 +302,7 @@ fn main() {
     }
     let mut stats = Stats { done: 0, lost: 0, errors: 0, lat_ns: Vec::with_capacity(1 << 20) };
     let t0 = Instant::now();
+    let cpu0 = cpu_secs();
     let deadline = t0 + Duration::from_secs_f64(args.duration);
     // In-flight messages get this long to finish after the deadline, then are abandoned.
     let grace = deadline + Duration::from_secs(5);
@@ -243,7 +312,7 @@ fn main() {
 
     for c in conns.iter_mut() {
         c.started = Instant::now();
-        if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram) {
+        if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram, expect) {
             stats.errors += 1;
             c.active = false;
         }
@@ -263,7 +332,7 @@ fn main() {
         }
         for ev in events.iter() {
             let c = &mut conns[ev.token().0];
-            if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram) {
+            if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram, expect) {
                 stats.errors += 1;
                 c.active = false;
             }
@@ -276,7 +345,7 @@ fn main() {
                     c.sent = 0;
                     c.got = 0;
                     c.started = now;
-                    if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram) {
+                    if !progress(c, &msg, &mut rbuf, &mut stats, &may_start, dgram, expect) {
                         stats.errors += 1;
                         c.active = false;
                     }
@@ -287,6 +356,7 @@ fn main() {
         }
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
     let unfinished = conns.iter().filter(|c| c.active).count();
     let mut lat = std::mem::take(&mut stats.lat_ns);
     lat.sort_unstable();
@@ -294,7 +364,7 @@ fn main() {
     println!(
         "{{\"mode\": {}, \"size\": {}, \"conns\": {}, \"msgs\": {}, \"secs\": {:.6}, \"msgs_per_sec\": {:.1}, \
          \"mib_per_sec\": {:.3}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"mean_us\": {:.1}, \"lost\": {}, \
-         \"errors\": {}, \"unfinished\": {}}}",
+         \"errors\": {}, \"unfinished\": {}, \"cpu_secs\": {:.6}}}",
         json_str(&args.mode),
         args.size,
         args.conns,
@@ -307,7 +377,8 @@ fn main() {
         mean_us,
         stats.lost,
         stats.errors,
-        unfinished
+        unfinished,
+        cpu
     );
     if stats.errors > 0 && stats.done == 0 {
         exit(1);
