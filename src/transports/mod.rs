@@ -8,6 +8,7 @@ pub(crate) mod stream;
 
 use std::collections::VecDeque;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyTypeError;
@@ -31,8 +32,8 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) const SEND_FLAGS: libc::c_int = 0;
 
-/// How many buffered chunks one vectored send may carry.
-const MAX_IOV: usize = 64;
+/// How many buffered chunks one vectored send may carry (Linux's and macOS's IOV_MAX).
+const MAX_IOV: usize = 1024;
 
 /// `ferroloop._transports`: facades, error reports, logging.
 pub(crate) fn py_side(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -48,6 +49,12 @@ pub(crate) fn last_os_error() -> io::Error {
 
 pub(crate) fn is_would_block(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+/// The kernel refused (EAGAIN): only this arms the next writable edge. EINTR is not a
+/// refusal, the call is repeated.
+pub(crate) fn is_refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
 }
 
 /// `OSError(errno, strerror)`: Python picks the subclass (ConnectionResetError, ...).
@@ -212,17 +219,6 @@ impl WriteBuffer {
         self.size += rest;
     }
 
-    /// Fills `iov` with the head of the buffer; returns how many entries are used.
-    pub(crate) fn iovecs(&self, py: Python<'_>, iov: &mut [libc::iovec; MAX_IOV]) -> usize {
-        let mut n = 0;
-        for (chunk, off) in self.chunks.iter().take(MAX_IOV) {
-            let bytes = chunk.bind(py).as_bytes();
-            iov[n] = libc::iovec { iov_base: bytes[*off..].as_ptr() as *mut libc::c_void, iov_len: bytes.len() - off };
-            n += 1;
-        }
-        n
-    }
-
     /// Drops the first `n` bytes (they were sent).
     pub(crate) fn consume(&mut self, py: Python<'_>, mut n: usize) {
         self.size -= n;
@@ -245,18 +241,43 @@ impl WriteBuffer {
         std::mem::take(&mut self.chunks)
     }
 
+    /// Sends until the buffer is empty or the kernel refuses (EAGAIN). The fd is registered
+    /// edge-triggered: a writable edge comes only after a refusal, so stopping earlier (one
+    /// send of the head, or a short send) could leave data waiting for an edge that never
+    /// comes. Invariant: a non-empty buffer means the last send was refused.
+    pub(crate) fn send_all(&mut self, py: Python<'_>, fd: RawFd, pipe: bool) -> io::Result<()> {
+        while !self.is_empty() {
+            match self.send_head(py, fd, pipe) {
+                Ok(0) => break, // no kernel answers 0 to a non-empty send; if one did, do not spin
+                Ok(n) => self.consume(py, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_refused(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// One vectored write of the head of the buffer (sendmsg for sockets, writev for
     /// pipes); returns bytes written.
-    pub(crate) fn send_to(&self, py: Python<'_>, fd: RawFd, pipe: bool) -> io::Result<usize> {
-        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
-        let cnt = self.iovecs(py, &mut iov);
-        // SAFETY: the iovecs point into bytes objects owned by self.chunks, alive for the call.
+    fn send_head(&self, py: Python<'_>, fd: RawFd, pipe: bool) -> io::Result<usize> {
+        // Left uninitialised: only the first `cnt` entries are written and passed on.
+        let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
+        let mut cnt = 0;
+        for ((chunk, off), slot) in self.chunks.iter().zip(iov.iter_mut()) {
+            let bytes = &chunk.bind(py).as_bytes()[*off..];
+            slot.write(libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() });
+            cnt += 1;
+        }
+        let iov = iov.as_mut_ptr().cast::<libc::iovec>();
+        // SAFETY: the first `cnt` iovecs are initialised and point into bytes objects owned
+        // by self.chunks, alive for the call; the kernel reads only those `cnt`.
         let n = unsafe {
             if pipe {
-                libc::writev(fd, iov.as_ptr(), cnt as libc::c_int)
+                libc::writev(fd, iov, cnt as libc::c_int)
             } else {
                 let mut msg: libc::msghdr = std::mem::zeroed();
-                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iov = iov;
                 msg.msg_iovlen = cnt as _;
                 libc::sendmsg(fd, &msg, SEND_FLAGS)
             }

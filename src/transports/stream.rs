@@ -4,7 +4,8 @@
 //! Reads go straight from the socket to the protocol (`data_received`, or `get_buffer` +
 //! `buffer_updated` for a BufferedProtocol), inside the context copied when the transport
 //! was made, as asyncio runs its reader handle. Writes try the socket first and buffer
-//! only what it did not take; the buffer drains on writable edges with one vectored send.
+//! only what it did not take; the buffer drains on writable edges with vectored sends,
+//! until empty or refused (EAGAIN), since only a refusal arms the next edge.
 //!
 //! The fd is registered once, readable and writable, edge-triggered, so steady traffic makes
 //! no `epoll_ctl` calls. Edges are remembered in `readable`: a read that fills the buffer
@@ -29,7 +30,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    check_bytes_like, in_context, is_fatal_to_loop, is_would_block, os_error_value, py_side, recv, send, ByteView,
+    check_bytes_like, in_context, is_fatal_to_loop, is_refused, is_would_block, os_error_value, py_side, recv, send, ByteView,
     Readiness, WriteBuffer, HUP, READ, WRITE,
 };
 use crate::event_loop::{CoreLoop, Ready};
@@ -540,8 +541,8 @@ impl StreamTransport {
             if st.buf.is_empty() || st.conn_lost > 0 {
                 return Ok(());
             }
-            match st.buf.send_to(py, me.fd, me.kind.is_pipe()) {
-                Err(e) if is_would_block(&e) => return Ok(()),
+            match st.buf.send_all(py, me.fd, me.kind.is_pipe()) {
+                Ok(()) => {}
                 Err(e) => {
                     let dropped = st.buf.take();
                     let waiter = st.empty_waiter.as_ref().map(|w| w.clone_ref(py));
@@ -554,7 +555,6 @@ impl StreamTransport {
                     }
                     return Ok(());
                 }
-                Ok(n) => st.buf.consume(py, n),
             }
             let resume = st.protocol_paused && st.buf.len() <= st.low;
             if resume {
@@ -807,17 +807,25 @@ impl StreamTransport {
             }
             return Ok(());
         }
+        // Send until done or refused: the writable edge that flushes the rest comes only
+        // after a refusal (edge-triggered registration; see WriteBuffer::send_all).
         let mut offset = 0;
         if st.buf.is_empty() {
-            match me.kind.write(me.fd, view.as_slice()) {
-                Ok(n) if n == view.len() => return Ok(()),
-                Ok(n) => offset = n,
-                Err(e) if is_would_block(&e) => {}
-                Err(e) => {
-                    drop(st);
-                    let exc = os_error_value(py, &e)?;
-                    return Self::fatal_error(slf, &exc, me.kind.write_error());
+            while offset < view.len() {
+                match me.kind.write(me.fd, &view.as_slice()[offset..]) {
+                    Ok(0) => break,
+                    Ok(n) => offset += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if is_refused(&e) => break,
+                    Err(e) => {
+                        drop(st);
+                        let exc = os_error_value(py, &e)?;
+                        return Self::fatal_error(slf, &exc, me.kind.write_error());
+                    }
                 }
+            }
+            if offset == view.len() {
+                return Ok(());
             }
         }
         st.buf.push(data, &view, offset);
