@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyModule, PyTuple};
+use pyo3::PyTraverseError;
 
 use crate::gil_cell::GilCell;
 
@@ -214,6 +216,31 @@ impl Handle {
         Ok(())
     }
 
+    /// What the handle references, for the garbage collector: through its own
+    /// `__traverse__` when tracked, and through the loop's (`visit_held`) when the loop
+    /// made it untracked and is its only holder.
+    pub(crate) fn visit_refs(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.source_traceback)?;
+        if let Some(cb) = self.cb.try_borrow_for_gc() {
+            visit.call(&cb.callback)?;
+            visit.call(&cb.repr)?;
+            if let Some(ctx) = &cb.context {
+                visit.call(&**ctx)?;
+            }
+            match &cb.args {
+                Some(Args::One(a)) => visit.call(a)?,
+                Some(Args::Two(a, b)) => {
+                    visit.call(a)?;
+                    visit.call(b)?;
+                }
+                Some(Args::Many(t)) => visit.call(t)?,
+                Some(Args::Zero) | None => {}
+            }
+        }
+        Ok(())
+    }
+
     fn do_cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
         let h = slf.get();
@@ -232,6 +259,28 @@ impl Handle {
             (cb.callback.take(), cb.args.take())
         };
         drop((f, a)); // outside the borrow: dropping may run arbitrary __del__ code
+        Ok(())
+    }
+}
+
+/// A handle the loop holds, as the garbage collector must see it (`CoreLoop::__traverse__`).
+/// A tracked handle is an ordinary edge. An untracked one (every handle the loop makes)
+/// is walked through — its callback, arguments, context and loop become the loop's own
+/// edges — but only while the loop is its sole holder (reference count 1): then it is a
+/// private part of the loop, and a cycle through it (loop → handle → task → loop) can be
+/// collected. A handle someone else holds too (`h = loop.call_later(...)` kept by a frame)
+/// stays opaque: its other holder is invisible to the collector through it, so seeing
+/// through it could free what that holder still uses; the loop then stays alive (as
+/// before), which is safe.
+pub(crate) fn visit_held<T>(obj: &Py<T>, handle: &Handle, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    // SAFETY: reading the GC flag and reference count of a live object (the loop holds
+    // it); the collector runs with the GIL held.
+    let (tracked, refcnt) = unsafe { (ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0, ffi::Py_REFCNT(obj.as_ptr())) };
+    if tracked {
+        visit.call(obj)
+    } else if refcnt == 1 {
+        handle.visit_refs(visit)
+    } else {
         Ok(())
     }
 }
@@ -459,6 +508,17 @@ impl Handle {
 
     pub(crate) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         Handle::do_cancel(slf)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.visit_refs(&visit)
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = self.cb.borrow_mut(py).ok().map(|mut cb| (cb.callback.take(), cb.args.take(), cb.repr.take()));
+            drop(taken);
+        });
     }
 
     fn cancelled(&self) -> bool {

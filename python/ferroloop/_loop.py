@@ -118,8 +118,10 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
 
     def run_forever(self):
         """Run until stop() is called."""
+        # Outside the try: a refused run (already running, another loop running) must
+        # leave the running loop's state alone.
+        self._run_forever_setup()
         try:
-            self._run_forever_setup()
             self._run_forever_native()
         finally:
             self._run_forever_cleanup()

@@ -549,6 +549,9 @@ class NetworkMixin:
         core = getattr(transport, "_core", None)
         if core is None or not hasattr(core, "_wait_writable"):
             raise exceptions.SendfileNotAvailableError("not a native socket transport")
+        # asyncio's native path goes through sock_sendfile, whose argument checks come
+        # before anything is sent (a text file, count <= 0, offset < 0: ValueError).
+        self._check_sendfile_params(transport.get_extra_info("socket"), file, offset, count)
         try:
             fileno = file.fileno()
             fsize = os.fstat(fileno).st_size
