@@ -94,7 +94,7 @@ pub(crate) struct Callback {
 // (`release`), as uvloop's handles do, so the usual `self._timer = loop.call_later(t,
 // self._cb)` cannot leave a cycle the collector would have to find. While pending, the
 // loop itself holds the handle.
-#[pyclass(module = "ferroloop", subclass, frozen, freelist = 1024)]
+#[pyclass(module = "ferroloop", subclass, frozen, weakref, freelist = 1024)]
 pub struct Handle {
     pub(crate) cb: GilCell<Callback>,
     pub(crate) cancelled: AtomicBool,
@@ -162,12 +162,21 @@ impl Handle {
     }
 
     /// Whether the loop may reuse this handle object for a new callback: nobody but the
-    /// loop holds it, and it carries nothing of debug mode.
+    /// loop holds it, nobody watches it through a weak reference, and it carries nothing
+    /// of debug mode. A weakly referenced handle is not reused but freed, as asyncio's
+    /// would be: its weak references then die (and call back) when it is done, instead of
+    /// turning into references to someone else's callback.
     #[inline]
     pub(crate) fn recyclable(obj: &Bound<'_, Handle>) -> bool {
-        // SAFETY: reading the reference count of a live object.
-        let sole = unsafe { ffi::Py_REFCNT(obj.as_ptr()) == 1 };
-        sole && obj.get().source_traceback.is_none()
+        let p = obj.as_ptr();
+        // SAFETY: reading the reference count, and the weak-reference list head at the
+        // offset the type declares (Handle and its subclasses have one), of a live object.
+        let (sole, watched) = unsafe {
+            let offset = (*ffi::Py_TYPE(p)).tp_weaklistoffset;
+            let watched = offset > 0 && !(*p.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null();
+            (ffi::Py_REFCNT(p) == 1, watched)
+        };
+        sole && !watched && obj.get().source_traceback.is_none()
     }
 
     /// Empties a handle for the loop's pool (its references dropped outside the borrow).
