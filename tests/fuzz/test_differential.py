@@ -1,0 +1,49 @@
+"""The differential tester (issue 11): random programs of loop and transport operations
+run on ferroloop and on stock asyncio; what a program observes must be the same, and
+nothing may be left over. Bounded here (a fixed, derandomized budget, see conftest.py's
+profiles); `./dev fuzz --minutes N` runs it for longer with fresh randomness.
+
+Shrunk counterexamples it found are kept as explicit regression cases below."""
+
+import asyncio
+
+import pytest
+from hypothesis import given, note
+
+import ferroloop
+
+from .scenario import observe
+from .strategies import programs
+
+CASES_RUN = [0]
+
+
+def check(program, in_hypothesis=True):
+    CASES_RUN[0] += 1
+    ours = observe(ferroloop.new_event_loop, program)
+    theirs = observe(asyncio.new_event_loop, program)
+    if in_hypothesis:
+        note(f"ferroloop: {ours}")
+        note(f"asyncio:   {theirs}")
+    assert ours == theirs, f"ferroloop {ours}\nasyncio   {theirs}"
+    assert ours.get("settled", True), "the program did not settle (a hang) on either loop"
+    assert ours["fds_left"] == 0 and ours["threads_left"] == 0
+    assert ours.get("delivered", True) and ours.get("delivered_at_most_written", True)
+
+
+@given(programs)
+def test_ferroloop_and_asyncio_observe_the_same(program):
+    check(program)
+
+
+# Shrunk counterexamples (from the fuzz runs), kept as regressions.
+REGRESSIONS = [
+    # issue 11 finding 1: writelines of more than 64 buffers stalled on ferroloop
+    {"kind": "tcp", "ops": [("writelines", [1] * 65)]},
+    {"kind": "tcp", "ops": [("write", 3 << 20), ("writelines", [10] * 100), ("write_eof",)]},
+]
+
+
+@pytest.mark.parametrize("program", REGRESSIONS)
+def test_regressions(program):
+    check(program, in_hypothesis=False)
