@@ -345,10 +345,31 @@ class NetworkMixin:
             logger.info("%r is serving", server)
         return server
 
-    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
-                                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
-                                 cleanup_socket=True):
-        """A server on a Unix socket at path (or sock); returns a Server."""
+    if sys.version_info >= (3, 13):
+
+        async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
+                                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
+                                     cleanup_socket=True):
+            """A server on a Unix socket at path (or sock); returns a Server. Closing it
+            removes the socket file (cleanup_socket=True), as 3.13's asyncio does."""
+            return await self._create_unix_server(
+                protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                start_serving=start_serving, cleanup_socket=cleanup_socket)
+
+    else:
+
+        async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
+                                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True):
+            """A server on a Unix socket at path (or sock); returns a Server. Before 3.13
+            asyncio leaves the socket file behind on close, and has no cleanup_socket=."""
+            return await self._create_unix_server(
+                protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                start_serving=start_serving, cleanup_socket=False)
+
+    async def _create_unix_server(self, protocol_factory, path, *, sock, backlog, ssl, ssl_handshake_timeout,
+                                  ssl_shutdown_timeout, start_serving, cleanup_socket):
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         _check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)

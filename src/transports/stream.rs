@@ -30,7 +30,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    check_bytes_like, in_context, is_fatal_to_loop, is_refused, is_would_block, os_error_value, py_side, recv, send, ByteView,
+    check_bytes_like, in_context, is_fatal_to_loop, is_refused, python_minor, is_would_block, os_error_value, py_side, recv, send, ByteView,
     Readiness, WriteBuffer, HUP, READ, WRITE,
 };
 use crate::event_loop::{CoreLoop, Ready};
@@ -840,7 +840,7 @@ impl StreamTransport {
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let joined = me.kind.is_pipe() || !python_3_12(py);
+        let joined = me.kind.is_pipe() || python_minor(py) < 12;
         let items: Vec<Bound<'_, PyAny>> = list_of_data.try_iter()?.collect::<PyResult<_>>()?;
         let check_items = |joined: bool| -> PyResult<()> {
             for (i, item) in items.iter().enumerate() {
@@ -1107,12 +1107,6 @@ impl StreamTransport {
             drop(taken);
         });
     }
-}
-
-/// Whether the running Python is 3.12 or later (asked once).
-fn python_3_12(py: Python<'_>) -> bool {
-    static NEW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *NEW.get_or_init(|| py.version_info() >= (3, 12))
 }
 
 /// asyncio's `_set_write_buffer_limits` rule and message.
