@@ -65,6 +65,15 @@ def _is_abstract_unix(path):
     return path[0] in (0, "\x00")
 
 
+def _bind_error_text(err):
+    """How asyncio words a bind error after "error while attempting to bind on address
+    ...: ": 3.13+ lowercases str(err) ("[errno 98] address already in use"), 3.11 and 3.12
+    the bare strerror."""
+    if sys.version_info >= (3, 13) or err.strerror is None:
+        return str(err).lower()
+    return err.strerror.lower()
+
+
 class NetworkMixin:
     # -- transports ----------------------------------------------------------------------
 
@@ -105,7 +114,7 @@ class NetworkMixin:
                         sock.bind(laddr)
                         break
                     except OSError as exc:
-                        mine.append(OSError(exc.errno, f"error while attempting to bind on address {laddr!r}: {str(exc).lower()}"))
+                        mine.append(OSError(exc.errno, f"error while attempting to bind on address {laddr!r}: {_bind_error_text(exc)}"))
                 else:
                     if mine:
                         raise mine.pop()
@@ -314,8 +323,8 @@ class NetworkMixin:
                     try:
                         sock.bind(sa)
                     except OSError as err:
-                        msg = "error while attempting to bind on address %r: %s" % (sa, str(err).lower())
-                        if err.errno == errno.EADDRNOTAVAIL:
+                        msg = "error while attempting to bind on address %r: %s" % (sa, _bind_error_text(err))
+                        if err.errno == errno.EADDRNOTAVAIL and sys.version_info >= (3, 13):
                             sockets.pop()
                             sock.close()
                             if self.get_debug():
@@ -641,13 +650,9 @@ class NetworkMixin:
     # -- datagrams -----------------------------------------------------------------------
 
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, *, family=0,
-                                       proto=0, flags=0, reuse_address=None, reuse_port=None,
-                                       allow_broadcast=None, sock=None):
-        """A UDP (or Unix datagram) endpoint; returns (transport, protocol)."""
-        if reuse_address is not None:
-            # asyncio removed it (3.8.1+): SO_REUSEADDR is unsafe for UDP.
-            raise ValueError("Passing `reuse_address=True` is no longer supported, as the usage of "
-                             "SO_REUSEPORT in UDP poses a significant security concern.")
+                                       proto=0, flags=0, reuse_port=None, allow_broadcast=None, sock=None):
+        """A UDP (or Unix datagram) endpoint; returns (transport, protocol). No
+        reuse_address=: asyncio 3.11+ has no such parameter (a TypeError, as there)."""
         if sock is not None:
             if sock.type == socket.SOCK_STREAM:
                 kind = "UDP Socket" if sys.version_info < (3, 13) else "datagram socket"  # asyncio's wording

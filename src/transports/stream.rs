@@ -1116,7 +1116,7 @@ pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>) -> PyResult<(usiz
         (None, Some(l)) => 4 * l,
         (None, None) => DEFAULT_HIGH_WATER as i64,
     };
-    let low = low.unwrap_or(high / 4);
+    let low = low.unwrap_or(high.div_euclid(4)); // Python's high // 4, negatives included
     if !(high >= low && low >= 0) {
         return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
     }
