@@ -8,6 +8,8 @@ import pytest
 
 import ferroloop
 
+FACTORIES = {"ferroloop": ferroloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+
 
 def test_run_until_complete_returns_result(loop):
     async def main():
@@ -128,8 +130,6 @@ def test_run_while_another_loop_runs_raises(loop):
 @pytest.mark.parametrize("other_kind", ["ferroloop", "asyncio"])
 def test_refused_nested_run_leaves_the_running_loop_as_it_was(loop, other_kind):
     """Issue 11 finding 3: a refused run_forever() must not clobber the running loop."""
-    from conftest import FACTORIES
-
     other = FACTORIES[other_kind]()
     seen = {}
 
@@ -220,7 +220,7 @@ def test_dropped_loop_is_collected_warns_and_closes(kind):
     import warnings
     import weakref
 
-    from conftest import FACTORIES, open_fds
+    from netutil import open_fds
 
     a, b = socket.socketpair()
     before = open_fds()

@@ -41,6 +41,9 @@ REGRESSIONS = [
     # issue 11 finding 1: writelines of more than 64 buffers stalled on ferroloop
     {"kind": "tcp", "ops": [("writelines", [1] * 65)]},
     {"kind": "tcp", "ops": [("write", 3 << 20), ("writelines", [10] * 100), ("write_eof",)]},
+    # found by the tester: on 3.11 writelines() after write_eof() must name write()
+    {"kind": "tcp", "ops": [("write_eof",), ("writelines", [])]},
+    {"kind": "unix", "ops": [("write_eof",), ("writelines", [1, 2])]},
 ]
 
 
