@@ -127,9 +127,35 @@ def test_run_while_another_loop_runs_raises(loop):
         other.close()
 
 
+def _asyncio_refused_run_clobbers():
+    """Whether this Python's own asyncio has the bug of finding 3 (CPython 3.13.0's
+    run_forever calls _run_forever_setup inside its try, so a refused run's cleanup
+    unregisters the running loop)."""
+    lp = asyncio.new_event_loop()
+    seen = []
+
+    def probe():
+        try:
+            lp.run_forever()
+        except RuntimeError:
+            pass
+        seen.append(asyncio._get_running_loop() is lp)
+        lp.stop()
+
+    lp.call_soon(probe)
+    try:
+        lp.run_forever()
+    finally:
+        lp.close()
+    return seen != [True]
+
+
 @pytest.mark.parametrize("other_kind", ["ferroloop", "asyncio"])
 def test_refused_nested_run_leaves_the_running_loop_as_it_was(loop, other_kind):
     """Issue 11 finding 3: a refused run_forever() must not clobber the running loop."""
+    stock = isinstance(loop, asyncio.BaseEventLoop) or other_kind == "asyncio"
+    if stock and _asyncio_refused_run_clobbers():
+        pytest.xfail("this Python's asyncio clobbers the running loop itself (CPython 3.13.0)")
     other = FACTORIES[other_kind]()
     seen = {}
 
