@@ -221,6 +221,14 @@ async def _run(program, tmpdir):
     for _ in range(3):
         await asyncio.sleep(0)
 
+    if any(op[0] in ("peer_close", "peer_abort") for op in program["ops"]):
+        # Whether the client reads the peer's EOF before a write fails depends on how
+        # much was still in flight, i.e. on how many iterations the data took (ferroloop
+        # reads 64 KiB at a time, asyncio 256 KiB): timing, not semantics. What must hold
+        # on any loop: made first, connection_lost exactly once, last.
+        lost = [e for e in client_log if isinstance(e, tuple)]
+        client_log = ["made ... lost once" if client_log[:1] == ["made"] and len(lost) == 1
+                      and client_log[-1] == lost[0] else client_log]
     obs = {
         "outcomes": outcomes,
         "settled": settled,
