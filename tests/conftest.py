@@ -99,9 +99,13 @@ def _native_threads():
     return out
 
 
-def _persistent_child(cmd):
-    # multiprocessing's resource tracker / forkserver: started once, kept for the session
-    return "multiprocessing.resource_tracker" in cmd or "multiprocessing.forkserver" in cmd
+def _session_singletons():
+    """multiprocessing's resource tracker, started once by the first process pool and
+    kept for the session: its pid and the pipe end this process keeps to it."""
+    import sys
+
+    tracker = getattr(sys.modules.get("multiprocessing.resource_tracker"), "_resource_tracker", None)
+    return {getattr(tracker, "_pid", None)} - {None}, {getattr(tracker, "_fd", None)} - {None}
 
 
 def _snapshot():
@@ -127,12 +131,9 @@ def _leaks(before):
         time.sleep(0.05)  # polling a real condition: the child's exit, bounded
     now = _snapshot()
     problems = []
-    persistent = {pid for pid, cmd in now["pids"].items() if _persistent_child(cmd)}
+    persistent, persistent_fds = _session_singletons()
     fds = {fd: target for fd, target in now["fds"].items()
-           if before["fds"].get(fd) != target and fd not in _EXEMPT["fds"]}
-    if persistent and fds:
-        # the resource tracker's pipe end, kept by this process for the session
-        fds = {fd: t for fd, t in fds.items() if not t.startswith("pipe:")} if len(fds) == 1 else fds
+           if before["fds"].get(fd) != target and fd not in _EXEMPT["fds"] and fd not in persistent_fds}
     if fds:
         problems.append("descriptors: " + ", ".join(f"{fd} -> {t}" for fd, t in sorted(fds.items())))
     pids = {p: c for p, c in now["pids"].items()

@@ -37,11 +37,11 @@ def _exc(e):
     return (type(e).__name__, str(e))
 
 
-class Sink(asyncio.Protocol):
+class _Recorded(asyncio.Protocol):
+    """Logs the callbacks a program sees; `lost` resolves at connection_lost."""
+
     def __init__(self, log):
         self.log = log
-        self.h = hashlib.sha256()
-        self.size = 0
         self.transport = None
         self.lost = asyncio.get_running_loop().create_future()
 
@@ -49,37 +49,31 @@ class Sink(asyncio.Protocol):
         self.transport = transport
         self.log.append("made")
 
+    def eof_received(self):
+        self.log.append("eof")
+
+    def connection_lost(self, exc):
+        self.log.append(("lost", None if exc is None else _exc(exc)[0]))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+class Sink(_Recorded):
+    """The server side: hashes what arrives."""
+
+    def __init__(self, log):
+        super().__init__(log)
+        self.h = hashlib.sha256()
+        self.size = 0
+
     def data_received(self, data):
         self.h.update(data)
         self.size += len(data)
 
-    def eof_received(self):
-        self.log.append("eof")
 
-    def connection_lost(self, exc):
-        self.log.append(("lost", None if exc is None else _exc(exc)[0]))
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-
-class Client(asyncio.Protocol):
-    def __init__(self, log):
-        self.log = log
-        self.lost = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport):
-        self.log.append("made")
-
+class Client(_Recorded):
     def data_received(self, data):
         self.log.append("data")
-
-    def eof_received(self):
-        self.log.append("eof")
-
-    def connection_lost(self, exc):
-        self.log.append(("lost", None if exc is None else _exc(exc)[0]))
-        if not self.lost.done():
-            self.lost.set_result(None)
 
 
 def payload(size, seed):
