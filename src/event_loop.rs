@@ -920,6 +920,47 @@ impl CoreLoop {
         Ok(d)
     }
 
+    /// Before a full collection (`Loop` hooks `gc.callbacks`): the handles the loop holds
+    /// that someone else holds too (a TimerHandle kept by the frame of `asyncio.sleep`)
+    /// become ordinary tracked objects, so the collector sees both holders and a cycle
+    /// through them can be collected (see `handles::visit_held`). Once per full
+    /// collection, never per callback; they stay tracked, as asyncio's handles are.
+    fn _gc_expose_shared(&self) -> usize {
+        let mut shared: Vec<*mut ffi::PyObject> = Vec::new();
+        let mut note = |p: *mut ffi::PyObject| {
+            // SAFETY: reading the GC flag and reference count of a live object the loop holds.
+            if unsafe { ffi::PyObject_GC_IsTracked(p) == 0 && ffi::Py_REFCNT(p) > 1 } {
+                shared.push(p);
+            }
+        };
+        // A collection can start while a borrow is held (an allocation inside one): what
+        // is borrowed is skipped this time, which only keeps the loop alive longer.
+        if let Some(ready) = self.ready.try_borrow_for_gc() {
+            for entry in ready.iter() {
+                if let Ready::Handle(h) = entry {
+                    note(h.as_ptr());
+                }
+            }
+        }
+        if let Some(timers) = self.timers.try_borrow_for_gc() {
+            timers.iter().for_each(|t| note(t.as_ptr()));
+        }
+        if let Some(poller) = self.poller.try_borrow_for_gc() {
+            if let Some(p) = poller.as_ref() {
+                p.for_each_handle(|h| note(h.as_ptr()));
+            }
+        }
+        shared.sort_unstable();
+        shared.dedup();
+        for &p in &shared {
+            // SAFETY: a live, untracked object of a GC type with a traverse (Handle's);
+            // tracking it once (dedup above) is what PyObject_GC_Track requires. The
+            // borrows above have ended; nothing here runs Python code.
+            unsafe { ffi::PyObject_GC_Track(p.cast()) };
+        }
+        shared.len()
+    }
+
     /// Everything the loop holds: transports, and handles as `handles::visit_held` says
     /// (walked through while the loop is their only holder). Runs only when the collector
     /// examines the loop's generation; nothing of it is on the per-callback path.

@@ -236,8 +236,9 @@ def test_unclosed_loop_warns():
     assert lp.is_closed()
 
 
+@pytest.mark.parametrize("asleep", [False, True], ids=["idle", "task-asleep"])
 @pytest.mark.parametrize("kind", ["ferroloop", "asyncio"])
-def test_dropped_loop_is_collected_warns_and_closes(kind):
+def test_dropped_loop_is_collected_warns_and_closes(kind, asleep, caplog):
     """Issue 11 finding 2: a loop that ran tasks, callbacks, timers and an fd watcher and
     is dropped unclosed is garbage-collected: ResourceWarning, and its fds are closed."""
     import gc
@@ -254,11 +255,16 @@ def test_dropped_loop_is_collected_warns_and_closes(kind):
         warnings.simplefilter("always")
         lp = FACTORIES[kind]()
 
+        async def sleeper():
+            await asyncio.sleep(3600)  # its TimerHandle is held by the heap and the frame
+
         async def main():
             await asyncio.sleep(0)
             lp.call_later(0.001, lambda: None)
             lp.call_later(3600, lambda: None)  # still pending when the loop is dropped
             lp.add_reader(a, lambda: None)
+            if asleep:
+                lp.create_task(sleeper())
             await asyncio.sleep(0.01)
 
         lp.run_until_complete(main())
