@@ -920,11 +920,11 @@ impl CoreLoop {
         Ok(d)
     }
 
-    /// Before a full collection (`Loop` hooks `gc.callbacks`): the handles the loop holds
-    /// that someone else holds too (a TimerHandle kept by the frame of `asyncio.sleep`)
-    /// become ordinary tracked objects, so the collector sees both holders and a cycle
-    /// through them can be collected (see `handles::visit_held`). Once per full
-    /// collection, never per callback; they stay tracked, as asyncio's handles are.
+    /// When a run ends (`Loop._run_forever_cleanup`): the handles the loop holds that
+    /// someone else holds too (a TimerHandle kept by the frame of `asyncio.sleep`) become
+    /// ordinary tracked objects, so the collector sees both holders and a cycle through
+    /// them can be collected (see `handles::visit_held`). Once per run, never per
+    /// callback; they stay tracked, as asyncio's handles are.
     fn _gc_expose_shared(&self) -> usize {
         let mut shared: Vec<*mut ffi::PyObject> = Vec::new();
         let mut note = |p: *mut ffi::PyObject| {
@@ -933,8 +933,8 @@ impl CoreLoop {
                 shared.push(p);
             }
         };
-        // A collection can start while a borrow is held (an allocation inside one): what
-        // is borrowed is skipped this time, which only keeps the loop alive longer.
+        // Nothing is borrowed when a run ends; if something were, it is skipped (the loop
+        // then only stays alive longer).
         if let Some(ready) = self.ready.try_borrow_for_gc() {
             for entry in ready.iter() {
                 if let Ready::Handle(h) = entry {

@@ -7,7 +7,6 @@ registration, async generator hooks, executors, the exception handler, signals.
 
 import asyncio
 import concurrent.futures
-import gc
 import os
 import sys
 import threading
@@ -43,21 +42,6 @@ def _env_debug():
     )
 
 
-def _gc_hook_for(loop):
-    """A gc.callbacks entry: before each full collection, the loop exposes the handles it
-    shares with others (CoreLoop._gc_expose_shared), so that a dropped, unclosed loop is
-    collected even with a task asleep in it. Holds the loop weakly."""
-    ref = weakref.ref(loop)
-
-    def hook(phase, info):
-        if phase == "start" and info.get("generation") == 2:
-            lp = ref()
-            if lp is not None and not lp.is_closed():
-                lp._gc_expose_shared()  # cannot raise
-
-    return hook
-
-
 def _stop_loop_when_done(fut):
     # A future that finished with SystemExit/KeyboardInterrupt already stopped the loop by
     # raising out of it; stopping again would make the next run end at once.
@@ -87,8 +71,6 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
         self._xray = None
         if ACTIVE_RECORDER[0] is not None:
             ACTIVE_RECORDER[0].attach(self)
-        self._gc_hook = _gc_hook_for(self)
-        gc.callbacks.append(self._gc_hook)
 
     def __repr__(self):
         return (
@@ -126,6 +108,10 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
         events._set_running_loop(self)
 
     def _run_forever_cleanup(self):
+        # A loop can only be dropped while it is not running: the handles it shares with
+        # others (a task asleep in asyncio.sleep keeps its TimerHandle) become visible to
+        # the garbage collector now, once per run (CoreLoop._gc_expose_shared).
+        self._gc_expose_shared()
         self._stopping = False
         self._thread_id = None
         events._set_running_loop(None)
@@ -180,10 +166,7 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
             self._xray._loop_closing(self)
         self._close_signals()
         self._close_native()
-        try:
-            gc.callbacks.remove(getattr(self, "_gc_hook", None))
-        except ValueError:
-            pass
+
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
