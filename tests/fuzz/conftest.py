@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "ci",
-    max_examples=int(os.environ.get("FERROLOOP_FUZZ_EXAMPLES", "200")),
+    max_examples=int(os.environ.get("FERROLOOP_FUZZ_EXAMPLES", "150")),
     derandomize=True,
     deadline=None,
     database=None,
