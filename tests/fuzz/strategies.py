@@ -1,39 +1,12 @@
 """Hypothesis strategies for the differential tester's programs (scenario.py)."""
 
-import asyncio
-import socket
-
 from hypothesis import strategies as st
 
+from netutil import asyncio_loses_eof_after_empty_writelines
 
-def _asyncio_loses_eof_after_empty_writelines():
-    """CPython 3.13.0's asyncio: writelines() of only empty buffers leaves an empty
-    memoryview in the buffer for ever, so a later write_eof() never takes effect. Where the
-    running Python has that bug, programs give writelines() no empty buffers (ferroloop is
-    still tried on them on the other Pythons)."""
-    loop = asyncio.new_event_loop()
-    a, b = socket.socketpair()
-    try:
-        async def probe():
-            tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
-            tr.writelines([b""])
-            tr.write_eof()
-            await asyncio.sleep(0)
-            b.setblocking(False)
-            try:
-                return b.recv(1) != b""
-            except BlockingIOError:
-                return True
-            finally:
-                tr.abort()
-
-        return loop.run_until_complete(probe())
-    finally:
-        loop.close()
-        b.close()
-
-
-_MIN_ITEM = 1 if _asyncio_loses_eof_after_empty_writelines() else 0
+# Where the running asyncio has that defect, writelines() gets no empty buffers here
+# (ferroloop is still tried on them on the other Pythons, and in test_write_flush.py).
+_MIN_ITEM = 1 if asyncio_loses_eof_after_empty_writelines() else 0
 
 sizes = st.one_of(st.integers(0, 64), st.integers(0, 70_000), st.sampled_from([1 << 20, 3 << 20]))
 
