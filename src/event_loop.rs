@@ -24,7 +24,7 @@ use pyo3::{intern, PyTraverseError};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handles::{helpers, run_handle, Args, Handle, TimerHandle};
+use crate::handles::{helpers, run_handle, visit_held, Args, Handle, TimerHandle};
 use crate::poller::{self, Direction, FdError, PollCore, Poller, Source};
 use crate::timers::TimerHeap;
 use crate::trace::{self, Trace};
@@ -1016,16 +1016,71 @@ impl CoreLoop {
         Ok(d)
     }
 
-    /// Only transports are visited: handles are not tracked by the collector (see
-    /// handles.rs), so walking the timer heap here — every handle, on every full
-    /// collection — would cost without telling the collector anything.
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+    /// When a run ends (`Loop._run_forever_cleanup`): the handles the loop holds that
+    /// someone else holds too (a TimerHandle kept by the frame of `asyncio.sleep`) become
+    /// ordinary tracked objects, so the collector sees both holders and a cycle through
+    /// them can be collected (see `handles::visit_held`). Once per run, never per
+    /// callback; they stay tracked, as asyncio's handles are.
+    fn _gc_expose_shared(&self) -> usize {
+        let mut shared: Vec<*mut ffi::PyObject> = Vec::new();
+        let mut note = |p: *mut ffi::PyObject| {
+            // SAFETY: reading the GC flag and reference count of a live object the loop holds.
+            if unsafe { ffi::PyObject_GC_IsTracked(p) == 0 && ffi::Py_REFCNT(p) > 1 } {
+                shared.push(p);
+            }
+        };
+        // Nothing is borrowed when a run ends; if something were, it is skipped (the loop
+        // then only stays alive longer).
         if let Some(ready) = self.ready.try_borrow_for_gc() {
             for entry in ready.iter() {
-                if !matches!(entry, Ready::Handle(_)) {
-                    entry.visit(&visit)?;
+                if let Ready::Handle(h) = entry {
+                    note(h.as_ptr());
                 }
             }
+        }
+        if let Some(timers) = self.timers.try_borrow_for_gc() {
+            timers.iter().for_each(|t| note(t.as_ptr()));
+        }
+        if let Some(poller) = self.poller.try_borrow_for_gc() {
+            if let Some(p) = poller.as_ref() {
+                p.for_each_handle(|h| note(h.as_ptr()));
+            }
+        }
+        shared.sort_unstable();
+        shared.dedup();
+        for &p in &shared {
+            // SAFETY: a live, untracked object of a GC type with a traverse (Handle's);
+            // tracking it once (dedup above) is what PyObject_GC_Track requires. The
+            // borrows above have ended; nothing here runs Python code.
+            unsafe { ffi::PyObject_GC_Track(p.cast()) };
+        }
+        shared.len()
+    }
+
+    /// Everything the loop holds: transports, and handles as `handles::visit_held` says
+    /// (walked through while the loop is their only holder). Runs only when the collector
+    /// examines the loop's generation; nothing of it is on the per-callback path.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: a token for reading pyclass fields; the collector holds the GIL and
+        // nothing here calls into Python.
+        let py = unsafe { Python::assume_attached() };
+        let timer = |t: &Py<TimerHandle>| visit_held(t, TimerHandle::handle(t.bind(py)), &visit);
+        if let Some(ready) = self.ready.try_borrow_for_gc() {
+            for entry in ready.iter() {
+                match entry {
+                    Ready::Handle(h) => visit_held(h, h.get(), &visit)?,
+                    other => other.visit(&visit)?,
+                }
+            }
+        }
+        if let Some(timers) = self.timers.try_borrow_for_gc() {
+            timers.iter().try_for_each(timer)?;
+        }
+        if let Some(pool) = self.handle_pool.try_borrow_for_gc() {
+            pool.iter().try_for_each(|h| visit_held(h, h.get(), &visit))?;
+        }
+        if let Some(pool) = self.timer_pool.try_borrow_for_gc() {
+            pool.iter().try_for_each(timer)?;
         }
         if let Some(poller) = self.poller.try_borrow_for_gc() {
             if let Some(p) = poller.as_ref() {
@@ -1035,8 +1090,19 @@ impl CoreLoop {
                         res = visit.call(o);
                     }
                 });
+                p.for_each_handle(|h| {
+                    if res.is_ok() {
+                        res = visit_held(h, h.get(), &visit);
+                    }
+                });
                 res?;
             }
+        }
+        if let Some(f) = self.task_factory.try_borrow_for_gc() {
+            visit.call(&*f)?;
+        }
+        if let Some(x) = self.xray.try_borrow_for_gc() {
+            visit.call(&*x)?;
         }
         Ok(())
     }
@@ -1046,7 +1112,15 @@ impl CoreLoop {
             let ready = self.ready.borrow_mut(py).ok().map(|mut r| std::mem::take(&mut *r));
             let timers = self.timers.borrow_mut(py).ok().map(|mut t| t.drain());
             let sources = self.poller.borrow_mut(py).ok().and_then(|mut p| p.as_mut().map(Poller::drain));
-            drop((ready, timers, sources));
+            let pools = (
+                self.handle_pool.borrow_mut(py).ok().map(|mut p| std::mem::take(&mut *p)),
+                self.timer_pool.borrow_mut(py).ok().map(|mut p| std::mem::take(&mut *p)),
+            );
+            let held = (
+                self.task_factory.borrow_mut(py).ok().and_then(|mut f| f.take()),
+                self.xray.borrow_mut(py).ok().and_then(|mut x| x.take()),
+            );
+            drop((ready, timers, sources, pools, held));
         });
     }
 }

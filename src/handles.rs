@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyModule, PyTuple};
+use pyo3::PyTraverseError;
 
 use crate::gil_cell::GilCell;
 
@@ -92,7 +94,7 @@ pub(crate) struct Callback {
 // (`release`), as uvloop's handles do, so the usual `self._timer = loop.call_later(t,
 // self._cb)` cannot leave a cycle the collector would have to find. While pending, the
 // loop itself holds the handle.
-#[pyclass(module = "ferroloop", subclass, frozen, freelist = 1024)]
+#[pyclass(module = "ferroloop", subclass, frozen, weakref, freelist = 1024)]
 pub struct Handle {
     pub(crate) cb: GilCell<Callback>,
     pub(crate) cancelled: AtomicBool,
@@ -166,12 +168,21 @@ impl Handle {
     }
 
     /// Whether the loop may reuse this handle object for a new callback: nobody but the
-    /// loop holds it, and it carries nothing of debug mode.
+    /// loop holds it, nobody watches it through a weak reference, and it carries nothing
+    /// of debug mode. A weakly referenced handle is not reused but freed, as asyncio's
+    /// would be: its weak references then die (and call back) when it is done, instead of
+    /// turning into references to someone else's callback.
     #[inline]
     pub(crate) fn recyclable(obj: &Bound<'_, Handle>) -> bool {
-        // SAFETY: reading the reference count of a live object.
-        let sole = unsafe { ffi::Py_REFCNT(obj.as_ptr()) == 1 };
-        sole && obj.get().source_traceback.is_none()
+        let p = obj.as_ptr();
+        // SAFETY: reading the reference count, and the weak-reference list head at the
+        // offset the type declares (Handle and its subclasses have one), of a live object.
+        let (sole, watched) = unsafe {
+            let offset = (*ffi::Py_TYPE(p)).tp_weaklistoffset;
+            let watched = offset > 0 && !(*p.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null();
+            (ffi::Py_REFCNT(p) == 1, watched)
+        };
+        sole && !watched && obj.get().source_traceback.is_none()
     }
 
     /// Empties a handle for the loop's pool (its references dropped outside the borrow).
@@ -221,6 +232,31 @@ impl Handle {
         Ok(())
     }
 
+    /// What the handle references, for the garbage collector: through its own
+    /// `__traverse__` when tracked, and through the loop's (`visit_held`) when the loop
+    /// made it untracked and is its only holder.
+    pub(crate) fn visit_refs(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.source_traceback)?;
+        if let Some(cb) = self.cb.try_borrow_for_gc() {
+            visit.call(&cb.callback)?;
+            visit.call(&cb.repr)?;
+            if let Some(ctx) = &cb.context {
+                visit.call(&**ctx)?;
+            }
+            match &cb.args {
+                Some(Args::One(a)) => visit.call(a)?,
+                Some(Args::Two(a, b)) => {
+                    visit.call(a)?;
+                    visit.call(b)?;
+                }
+                Some(Args::Many(t)) => visit.call(t)?,
+                Some(Args::Zero) | None => {}
+            }
+        }
+        Ok(())
+    }
+
     fn do_cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
         let h = slf.get();
@@ -239,6 +275,28 @@ impl Handle {
             (cb.callback.take(), cb.args.take())
         };
         drop((f, a)); // outside the borrow: dropping may run arbitrary __del__ code
+        Ok(())
+    }
+}
+
+/// A handle the loop holds, as the garbage collector must see it (`CoreLoop::__traverse__`).
+/// A tracked handle is an ordinary edge. An untracked one (every handle the loop makes)
+/// is walked through — its callback, arguments, context and loop become the loop's own
+/// edges — but only while the loop is its sole holder (reference count 1): then it is a
+/// private part of the loop, and a cycle through it (loop → handle → task → loop) can be
+/// collected. A handle someone else holds too (`h = loop.call_later(...)` kept by a frame)
+/// stays opaque: its other holder is invisible to the collector through it, so seeing
+/// through it could free what that holder still uses; the loop then stays alive (as
+/// before), which is safe.
+pub(crate) fn visit_held<T>(obj: &Py<T>, handle: &Handle, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    // SAFETY: reading the GC flag and reference count of a live object (the loop holds
+    // it); the collector runs with the GIL held.
+    let (tracked, refcnt) = unsafe { (ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0, ffi::Py_REFCNT(obj.as_ptr())) };
+    if tracked {
+        visit.call(obj)
+    } else if refcnt == 1 {
+        handle.visit_refs(visit)
+    } else {
         Ok(())
     }
 }
@@ -467,6 +525,17 @@ impl Handle {
     pub(crate) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         crate::threadsafe::wait_while_running(slf.py(), slf.get());
         Handle::do_cancel(slf)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.visit_refs(&visit)
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = self.cb.borrow_mut(py).ok().map(|mut cb| (cb.callback.take(), cb.args.take(), cb.repr.take()));
+            drop(taken);
+        });
     }
 
     fn cancelled(slf: &Bound<'_, Self>) -> bool {

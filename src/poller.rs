@@ -310,6 +310,15 @@ impl Poller {
         }
     }
 
+    /// Every add_reader/add_writer handle held, for the garbage collector.
+    pub(crate) fn for_each_handle(&self, mut f: impl FnMut(&Py<Handle>)) {
+        for (_, source) in self.sources.iter() {
+            if let Source::Fd(w) = source {
+                w.reader.iter().chain(w.writer.iter()).for_each(&mut f);
+            }
+        }
+    }
+
     /// Forgets every source (loop close); returns them for dropping outside borrows.
     pub(crate) fn drain(&mut self) -> Vec<Source> {
         let out: Vec<Source> = self.sources.drain().collect();

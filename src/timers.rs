@@ -136,6 +136,11 @@ impl TimerHeap {
     }
 
     /// Empties the heap (loop close); the caller drops the handles outside its borrow.
+    /// Every timer held (cancelled ones included), for the garbage collector.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Py<TimerHandle>> {
+        self.heap.iter().map(|e| &e.timer)
+    }
+
     pub(crate) fn drain(&mut self) -> Vec<Py<TimerHandle>> {
         self.cancelled.store(0, Relaxed);
         std::mem::take(&mut self.heap).into_vec().into_iter().map(|e| e.timer).collect()

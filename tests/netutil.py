@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import socket
 import os
 import resource
 
@@ -55,3 +56,29 @@ def make_recorder(loop):
     p.made = loop.create_future()
     p.lost = loop.create_future()
     return p
+
+
+def asyncio_loses_eof_after_empty_writelines():
+    """Whether the running Python's asyncio (3.12.1 and 3.13.0 here) keeps an empty
+    memoryview buffered for ever after writelines() of only empty buffers, so that a later
+    write_eof() never takes effect (found by the differential tester)."""
+    loop = asyncio.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        async def probe():
+            tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+            tr.writelines([b""])
+            tr.write_eof()
+            await asyncio.sleep(0)
+            b.setblocking(False)
+            try:
+                return b.recv(1) != b""
+            except BlockingIOError:
+                return True
+            finally:
+                tr.abort()
+
+        return loop.run_until_complete(probe())
+    finally:
+        loop.close()
+        b.close()

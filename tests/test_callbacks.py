@@ -369,3 +369,50 @@ def test_recycled_timers_keep_their_new_deadline(floop):
     floop.call_later(0.05, floop.stop)
     floop.run_forever()
     assert fired[-1] == "late"
+
+
+@pytest.mark.parametrize("kind", ["call_soon", "call_later", "call_at", "call_soon_threadsafe"])
+def test_handles_can_be_weakly_referenced(loop, kind):
+    """Issue 11 finding 7: Handle and TimerHandle take weak references, as asyncio's do. A
+    handle watched only weakly is freed once it ran (ferroloop does not reuse it for another
+    callback), so the reference dies and calls back, as under asyncio."""
+    import gc
+    import weakref
+
+    out, died = [], []
+    schedule = {
+        "call_soon": lambda: loop.call_soon(out.append, 1),
+        "call_soon_threadsafe": lambda: loop.call_soon_threadsafe(out.append, 1),
+        "call_later": lambda: loop.call_later(0, out.append, 1),
+        "call_at": lambda: loop.call_at(loop.time(), out.append, 1),
+    }[kind]
+    for _ in range(3):  # warm up: the loop's pool has handles to reuse
+        schedule()
+    h = schedule()
+    ref = weakref.ref(h, died.append)
+    assert ref() is h
+    del h
+    while len(out) < 4:
+        run_briefly(loop)
+    gc.collect()
+    assert ref() is None and died == [ref]
+    # later handles are new objects, not the watched one brought back
+    others = [schedule() for _ in range(5)]
+    assert all(weakref.ref(o)() is o for o in others)
+    while len(out) < 9:
+        run_briefly(loop)
+
+
+def test_weakly_referenced_cancelled_handle_dies_when_dropped(loop):
+    import weakref
+
+    h = loop.call_later(3600, print)
+    ref = weakref.ref(h)
+    h.cancel()
+    del h
+    run_briefly(loop)
+    # asyncio drops cancelled timers from its heap lazily; both must eventually let go
+    for _ in range(200):
+        loop.call_later(3600, print).cancel()
+    run_briefly(loop)
+    assert ref() is None

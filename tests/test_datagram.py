@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import sys
 
 import pytest
 
@@ -235,3 +236,24 @@ def test_write_buffer_size_returns_to_zero_after_eagain(loop, tmp_path):
 
     loop.run_until_complete(main())
     b.close()
+
+
+@pytest.mark.parametrize("empty", [b"", bytearray(), memoryview(b"")])
+def test_sendto_empty_follows_the_python(loop, empty):
+    """Issue 11 finding 6: 3.13's asyncio sends an empty datagram; 3.11 and 3.12 send
+    nothing (sendto returns at once)."""
+
+    async def main():
+        st, sp = await loop.create_datagram_endpoint(lambda: Recorder(loop), local_addr=("127.0.0.1", 0))
+        addr = st.get_extra_info("sockname")
+        ct, cp = await loop.create_datagram_endpoint(lambda: Recorder(loop), remote_addr=addr)
+        ut, up = await loop.create_datagram_endpoint(lambda: Recorder(loop), local_addr=("127.0.0.1", 0))
+        ct.sendto(empty)
+        ut.sendto(empty, addr)
+        ct.sendto(b"marker")  # datagrams arrive in order on loopback: the marker comes last
+        await wait_for_count(sp, 3 if sys.version_info >= (3, 13) else 1)
+        got = [d for d, _ in sp.datagrams]
+        assert got == ([b"", b"", b"marker"] if sys.version_info >= (3, 13) else [b"marker"])
+        ct.close(), st.close(), ut.close()
+
+    loop.run_until_complete(main())

@@ -161,9 +161,27 @@ def test_unix_server_cleans_up_socket_file(loop, tmp_path):
         await srv.wait_closed()
 
     loop.run_until_complete(main())
-    if isinstance(loop, asyncio.BaseEventLoop) and not hasattr(loop, "_unix_server_sockets"):
-        return  # 3.11's asyncio does not remove the file; 3.13+ does, and so does ferroloop
-    assert not os.path.exists(path)
+    # Issue 11 finding 6: as the running Python's asyncio: 3.13+ removes the file on
+    # close, 3.11 and 3.12 leave it.
+    assert os.path.exists(path) == (sys.version_info < (3, 13))
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_unix_server_cleanup_socket_argument_follows_the_python(loop, tmp_path, cleanup):
+    path = str(tmp_path / "srv.sock")
+
+    async def main():
+        if sys.version_info < (3, 13):
+            with pytest.raises(TypeError, match="unexpected keyword argument 'cleanup_socket'"):
+                await loop.create_unix_server(Echo, path, cleanup_socket=cleanup)
+            assert not os.path.exists(path)
+            return
+        srv = await loop.create_unix_server(Echo, path, cleanup_socket=cleanup)
+        srv.close()
+        await srv.wait_closed()
+        assert os.path.exists(path) == (not cleanup)
+
+    loop.run_until_complete(main())
 
 
 def test_unix_argument_errors(loop, tmp_path):

@@ -381,3 +381,46 @@ def test_sock_sendfile_errors_as_asyncio_maps_them(loop, tmp_path):
         a.close()
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize(
+    "mode, offset, count, exc, message",
+    [
+        ("r", 0, None, ValueError, "file should be opened in binary mode"),
+        ("rb", 0, 0, ValueError, "count must be a positive integer (got 0)"),
+        ("rb", 0, -1, ValueError, "count must be a positive integer (got -1)"),
+        ("rb", -1, None, ValueError, "offset must be a non-negative integer (got -1)"),
+        ("rb", 0, 1.5, TypeError, "count must be a positive integer (got 1.5)"),
+        ("rb", "0", None, TypeError, "offset must be a non-negative integer (got '0')"),
+    ],
+)
+def test_transport_sendfile_argument_errors(loop, tmp_path, mode, offset, count, exc, message):
+    """Issue 11 finding 4: loop.sendfile checks its arguments as asyncio does, before
+    anything is sent, and the transport stays usable."""
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"0123456789")
+
+    async def main():
+        received = bytearray()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, d):
+                received.extend(d)
+
+        srv = await loop.create_server(Sink, "127.0.0.1", 0)
+        tr, pr = await loop.create_connection(lambda: make_recorder(loop), *srv.sockets[0].getsockname())
+        with open(path, mode) as f:
+            with pytest.raises(exc) as info:
+                await loop.sendfile(tr, f, offset, count)
+            assert str(info.value) == message
+            assert f.tell() == 0
+        assert tr.is_reading()
+        tr.write(b"after")
+        tr.write_eof()
+        while bytes(received) != b"after":
+            await asyncio.sleep(0.001)
+        tr.close()
+        srv.close()
+        await srv.wait_closed()
+
+    loop.run_until_complete(main())

@@ -391,3 +391,30 @@ def test_spawn_makes_no_blocking_read_on_the_loop_thread(loop, monkeypatch, watc
     # posix_spawns instead, with no error pipe)
     if not isinstance(loop, asyncio.BaseEventLoop):
         assert blocking_reads == []
+
+
+def test_write_pipe_and_stdin_refuse_reading_calls_as_asyncio(clean):
+    """Issue 11 finding 8: asyncio's write pipe is a Transport whose reading methods raise
+    NotImplementedError (ReadTransport's); a subprocess's stdin is the same transport."""
+    loop = clean
+
+    async def main():
+        r, w = os.pipe()
+        tr, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(w, "wb"))
+        proc = await asyncio.create_subprocess_exec(
+            "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+        )
+        try:
+            for transport in (tr, proc.stdin.transport):
+                assert isinstance(transport, asyncio.ReadTransport)
+                for method in ("pause_reading", "resume_reading", "is_reading"):
+                    with pytest.raises(NotImplementedError):
+                        getattr(transport, method)()
+                assert not transport.is_closing()  # and it is unharmed
+        finally:
+            tr.close()
+            os.close(r)
+            proc.stdin.close()
+            await proc.wait()
+
+    loop.run_until_complete(main())

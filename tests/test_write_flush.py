@@ -157,3 +157,23 @@ def test_writelines_behind_buffered_data_then_close(loop, how, tmp_path):
         await cleanup()
 
     loop.run_until_complete(main())
+
+
+def test_writelines_of_empty_buffers_then_write_eof(loop, how, tmp_path):
+    """Found by the differential tester: 3.12+'s asyncio (3.12.1, 3.13.0 here) keeps an
+    empty memoryview buffered for ever after writelines([b""]), so write_eof() never
+    takes effect. ferroloop delivers the EOF."""
+    from netutil import asyncio_loses_eof_after_empty_writelines
+
+    stock = type(loop).__module__.startswith("asyncio")
+    if stock and how != "pipe" and asyncio_loses_eof_after_empty_writelines():
+        pytest.xfail("this Python's asyncio loses write_eof after writelines of empty buffers")
+
+    async def main():
+        tr, sink, cleanup = await open_pair(loop, how, tmp_path)
+        tr.writelines([b"", bytearray(), memoryview(b"")])
+        write_eof(tr)
+        assert await asyncio.wait_for(sink.done, 10) == digest([])
+        await cleanup()
+
+    loop.run_until_complete(main())

@@ -109,6 +109,10 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
         events._set_running_loop(self)
 
     def _run_forever_cleanup(self):
+        # A loop can only be dropped while it is not running: the handles it shares with
+        # others (a task asleep in asyncio.sleep keeps its TimerHandle) become visible to
+        # the garbage collector now, once per run (CoreLoop._gc_expose_shared).
+        self._gc_expose_shared()
         self._stopping = False
         self._thread_id = None
         events._set_running_loop(None)
@@ -119,8 +123,10 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
 
     def run_forever(self):
         """Run until stop() is called."""
+        # Outside the try: a refused run (already running, another loop running) must
+        # leave the running loop's state alone.
+        self._run_forever_setup()
         try:
-            self._run_forever_setup()
             self._run_forever_native()
         finally:
             self._run_forever_cleanup()
@@ -161,6 +167,7 @@ class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, 
             self._xray._loop_closing(self)
         self._close_signals()
         self._close_native()
+
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:

@@ -66,6 +66,15 @@ def _is_abstract_unix(path):
     return path[0] in (0, "\x00")
 
 
+def _bind_error_text(err):
+    """How asyncio words a bind error after "error while attempting to bind on address
+    ...: ": 3.13+ lowercases str(err) ("[errno 98] address already in use"), 3.11 and 3.12
+    the bare strerror."""
+    if sys.version_info >= (3, 13) or err.strerror is None:
+        return str(err).lower()
+    return err.strerror.lower()
+
+
 class NetworkMixin:
     # -- transports ----------------------------------------------------------------------
 
@@ -106,7 +115,7 @@ class NetworkMixin:
                         sock.bind(laddr)
                         break
                     except OSError as exc:
-                        mine.append(OSError(exc.errno, f"error while attempting to bind on address {laddr!r}: {str(exc).lower()}"))
+                        mine.append(OSError(exc.errno, f"error while attempting to bind on address {laddr!r}: {_bind_error_text(exc)}"))
                 else:
                     if mine:
                         raise mine.pop()
@@ -315,8 +324,8 @@ class NetworkMixin:
                     try:
                         sock.bind(sa)
                     except OSError as err:
-                        msg = "error while attempting to bind on address %r: %s" % (sa, str(err).lower())
-                        if err.errno == errno.EADDRNOTAVAIL:
+                        msg = "error while attempting to bind on address %r: %s" % (sa, _bind_error_text(err))
+                        if err.errno == errno.EADDRNOTAVAIL and sys.version_info >= (3, 13):
                             sockets.pop()
                             sock.close()
                             if self.get_debug():
@@ -346,10 +355,31 @@ class NetworkMixin:
             logger.info("%r is serving", server)
         return server
 
-    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
-                                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
-                                 cleanup_socket=True):
-        """A server on a Unix socket at path (or sock); returns a Server."""
+    if sys.version_info >= (3, 13):
+
+        async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
+                                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
+                                     cleanup_socket=True):
+            """A server on a Unix socket at path (or sock); returns a Server. Closing it
+            removes the socket file (cleanup_socket=True), as 3.13's asyncio does."""
+            return await self._create_unix_server(
+                protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                start_serving=start_serving, cleanup_socket=cleanup_socket)
+
+    else:
+
+        async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
+                                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True):
+            """A server on a Unix socket at path (or sock); returns a Server. Before 3.13
+            asyncio leaves the socket file behind on close, and has no cleanup_socket=."""
+            return await self._create_unix_server(
+                protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                start_serving=start_serving, cleanup_socket=False)
+
+    async def _create_unix_server(self, protocol_factory, path, *, sock, backlog, ssl, ssl_handshake_timeout,
+                                  ssl_shutdown_timeout, start_serving, cleanup_socket):
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         _check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -548,6 +578,9 @@ class NetworkMixin:
         core = getattr(transport, "_core", None)
         if core is None or not hasattr(core, "_wait_writable"):
             raise exceptions.SendfileNotAvailableError("not a native socket transport")
+        # asyncio's native path goes through sock_sendfile, whose argument checks come
+        # before anything is sent (a text file, count <= 0, offset < 0: ValueError).
+        self._check_sendfile_params(transport.get_extra_info("socket"), file, offset, count)
         try:
             fileno = file.fileno()
             fsize = os.fstat(fileno).st_size
@@ -616,13 +649,9 @@ class NetworkMixin:
     # -- datagrams -----------------------------------------------------------------------
 
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, *, family=0,
-                                       proto=0, flags=0, reuse_address=None, reuse_port=None,
-                                       allow_broadcast=None, sock=None):
-        """A UDP (or Unix datagram) endpoint; returns (transport, protocol)."""
-        if reuse_address is not None:
-            # asyncio removed it (3.8.1+): SO_REUSEADDR is unsafe for UDP.
-            raise ValueError("Passing `reuse_address=True` is no longer supported, as the usage of "
-                             "SO_REUSEPORT in UDP poses a significant security concern.")
+                                       proto=0, flags=0, reuse_port=None, allow_broadcast=None, sock=None):
+        """A UDP (or Unix datagram) endpoint; returns (transport, protocol). No
+        reuse_address=: asyncio 3.11+ has no such parameter (a TypeError, as there)."""
         if sock is not None:
             if sock.type == socket.SOCK_STREAM:
                 kind = "UDP Socket" if sys.version_info < (3, 13) else "datagram socket"  # asyncio's wording

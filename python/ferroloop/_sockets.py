@@ -16,6 +16,8 @@ _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _SENDFILE_FALLBACK_READBUFFER_SIZE = 256 * 1024  # asyncio.constants
 # Flags a numeric-host lookup answers exactly like getaddrinfo() would.
 _NUMERIC_SAFE_FLAGS = socket.AI_PASSIVE | socket.AI_NUMERICHOST | getattr(socket, "AI_NUMERICSERV", 0)
+_PROTO_OF_TYPE = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
+_DIGITS = frozenset("0123456789")
 
 
 def check_ssl_socket(sock):
@@ -27,7 +29,8 @@ def check_ssl_socket(sock):
 
 def numeric_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
     """The single getaddrinfo() entry for a host that is already an IP address, or None
-    if a real lookup is needed (a name, a service port, an unusual type)."""
+    if a real lookup is needed (a name, a service port, an unusual type): asyncio's
+    `_ipaddr_info`, which create_connection & co. use (loop.getaddrinfo does not)."""
     if host is None or proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
         return None
     if type == socket.SOCK_STREAM:
@@ -61,18 +64,67 @@ def numeric_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
     return None
 
 
+def _plain_port(port):
+    """The port number when socket.getaddrinfo would take `port` as exactly that number,
+    else None (a service name, a sign, spaces, an out-of-range number that the C library
+    would wrap, a bool or float that Python refuses: the real call answers those)."""
+    if port is None:
+        return 0
+    if type(port) is int:
+        return port if 0 <= port <= 65535 else None
+    if type(port) is bytes:
+        try:
+            port = port.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if type(port) is str and 0 < len(port) <= 5 and _DIGITS.issuperset(port):
+        value = int(port)
+        return value if value <= 65535 else None
+    return None
+
+
+def numeric_getaddrinfo(host, port, family, type, proto, flags):
+    """What socket.getaddrinfo() answers when `host` is an IP address in its plain text
+    form, computed without the resolver — or None whenever that is not certain, and the
+    real call must answer (loop.getaddrinfo is socket.getaddrinfo to its caller)."""
+    expected = _PROTO_OF_TYPE.get(type)
+    if expected is None or proto not in (0, expected) or flags & ~_NUMERIC_SAFE_FLAGS:
+        return None
+    if family == socket.AF_UNSPEC:
+        families = (socket.AF_INET, socket.AF_INET6) if _HAS_IPV6 else (socket.AF_INET,)
+    elif family == socket.AF_INET or (family == socket.AF_INET6 and _HAS_IPV6):
+        families = (family,)
+    else:
+        return None
+    port = _plain_port(port)
+    if port is None:
+        return None
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(host, str) or not host.isascii() or "%" in host:
+        return None
+    for af in families:
+        try:
+            packed = socket.inet_pton(af, host)
+        except (OSError, ValueError):
+            continue
+        addr = socket.inet_ntop(af, packed)  # getaddrinfo() answers the canonical form
+        sa = (addr, port, 0, 0) if af == socket.AF_INET6 else (addr, port)
+        return [(socket.AddressFamily(af), socket.SocketKind(type), expected, "", sa)]
+    return None
+
+
 class SocketsMixin:
     # -- name resolution -----------------------------------------------------------------
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         """socket.getaddrinfo off the loop thread; IP addresses are answered at once."""
-        if type in (socket.SOCK_STREAM, socket.SOCK_DGRAM) and not flags & ~_NUMERIC_SAFE_FLAGS:
-            info = numeric_addrinfo(host, port, family, type, proto)
-            if info is not None:
-                af, t, p, canon, sa = info
-                # getaddrinfo() returns the canonical text form of the address
-                sa = (socket.inet_ntop(af, socket.inet_pton(af, sa[0])),) + sa[1:]
-                return [(socket.AddressFamily(af), socket.SocketKind(t), p, canon, sa)]
+        info = numeric_getaddrinfo(host, port, family, type, proto, flags)
+        if info is not None:
+            return info
         return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type, proto, flags)
 
     async def getnameinfo(self, sockaddr, flags=0):

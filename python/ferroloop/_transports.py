@@ -158,7 +158,9 @@ class ReadPipeTransport(_PipeFacadeMixin, transports.ReadTransport):
         return None if self._core._is_closed() else self._sock
 
 
-class WritePipeTransport(_PipeFacadeMixin, transports.WriteTransport):
+# A Transport, not only a WriteTransport: asyncio's write pipe is one too (through
+# _FlowControlMixin), so pause_reading & co. raise NotImplementedError as there.
+class WritePipeTransport(_PipeFacadeMixin, transports.Transport):
     """The write end of a pipe (asyncio's _UnixWritePipeTransport), with flow control."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):

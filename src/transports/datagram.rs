@@ -20,7 +20,10 @@ use pyo3::{intern, PyTraverseError};
 use socket2::{SockAddr, SockRef};
 
 use super::stream::water_marks;
-use super::{check_bytes_like, in_context, is_fatal_to_loop, is_would_block, os_error_value, py_side, ByteView, Readiness, READ, WRITE};
+use super::{
+    check_bytes_like, in_context, is_fatal_to_loop, is_would_block, os_error_value, py_side, python_minor, ByteView, Readiness,
+    READ, WRITE,
+};
 use crate::event_loop::{CoreLoop, Ready};
 use crate::gil_cell::GilCell;
 use crate::poller::Source;
@@ -494,6 +497,9 @@ impl DatagramTransport {
         let py = slf.py();
         let me = slf.get();
         check_bytes_like(data, "data")?;
+        if python_minor(py) < 13 && !data.is_truthy()? {
+            return Ok(()); // before 3.13 asyncio sends no empty datagram
+        }
         let mut addr = addr.filter(|a| !a.is_none());
         let (fixed, conn_lost, buffered) = {
             let st = me.st.borrow(py)?;

@@ -170,6 +170,13 @@ impl Drop for ByteView {
     }
 }
 
+/// The running Python's minor version (3.x), asked once: a few behaviours follow the
+/// asyncio of the Python that runs.
+pub(crate) fn python_minor(py: Python<'_>) -> u8 {
+    static MINOR: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *MINOR.get_or_init(|| py.version_info().minor)
+}
+
 /// asyncio's check for write()/sendto() data.
 pub(crate) fn check_bytes_like(data: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
     // SAFETY: type checks on a live object.

@@ -30,7 +30,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    check_bytes_like, in_context, is_fatal_to_loop, is_refused, is_would_block, os_error_value, py_side, recv, send, ByteView,
+    check_bytes_like, in_context, is_fatal_to_loop, is_refused, python_minor, is_would_block, os_error_value, py_side, recv, send, ByteView,
     Readiness, WriteBuffer, HUP, READ, WRITE,
 };
 use crate::event_loop::{CoreLoop, Ready};
@@ -834,29 +834,48 @@ impl StreamTransport {
         Self::maybe_pause(slf)
     }
 
+    /// asyncio's writelines, as the running Python has it: 3.11 (and pipes on every
+    /// version) join the data and call write(), so a bad item is refused first and the
+    /// messages name write(); 3.12+ sockets check the state first and name writelines().
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
+        let joined = me.kind.is_pipe() || python_minor(py) < 12;
         let items: Vec<Bound<'_, PyAny>> = list_of_data.try_iter()?.collect::<PyResult<_>>()?;
+        let check_items = |joined: bool| -> PyResult<()> {
+            for (i, item) in items.iter().enumerate() {
+                if check_bytes_like(item, "data").is_err() {
+                    let name = item.get_type().name()?;
+                    return Err(pyo3::exceptions::PyTypeError::new_err(if joined {
+                        format!("sequence item {i}: expected a bytes-like object, {name} found")
+                    } else {
+                        format!("memoryview: a bytes-like object is required, not '{name}'")
+                    }));
+                }
+            }
+            Ok(())
+        };
+        if joined {
+            check_items(true)?;
+        }
         {
             let st = me.st.borrow(py)?;
+            let what = if joined { "write" } else { "writelines" };
+            if me.kind == Kind::ReadPipe {
+                return Err(PyRuntimeError::new_err("write() on a read pipe transport"));
+            }
             if st.eof_written {
-                return Err(PyRuntimeError::new_err("Cannot call writelines() after write_eof()"));
+                return Err(PyRuntimeError::new_err(format!("Cannot call {what}() after write_eof()")));
             }
             if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err("unable to writelines; sendfile is in progress"));
+                return Err(PyRuntimeError::new_err(format!("unable to {what}; sendfile is in progress")));
             }
         }
         if items.is_empty() {
             return Ok(());
         }
-        for (i, item) in items.iter().enumerate() {
-            if check_bytes_like(item, "data").is_err() {
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "sequence item {i}: expected a bytes-like object, {} found",
-                    item.get_type().name()?
-                )));
-            }
+        if !joined {
+            check_items(false)?;
         }
         let was_empty = {
             let mut st = me.st.borrow_mut(py)?;
@@ -1097,7 +1116,7 @@ pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>) -> PyResult<(usiz
         (None, Some(l)) => 4 * l,
         (None, None) => DEFAULT_HIGH_WATER as i64,
     };
-    let low = low.unwrap_or(high / 4);
+    let low = low.unwrap_or(high.div_euclid(4)); // Python's high // 4, negatives included
     if !(high >= low && low >= 0) {
         return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
     }
