@@ -108,6 +108,15 @@ def _session_singletons():
     return {getattr(tracker, "_pid", None)} - {None}, {getattr(tracker, "_fd", None)} - {None}
 
 
+def _process_singleton_threads():
+    """ferroloop's spawner thread: started by the first subprocess, kept for the process
+    by design (python/ferroloop/_subprocess.py)."""
+    import sys
+
+    t = getattr(sys.modules.get("ferroloop._subprocess"), "_spawner_thread", None)
+    return {t.ident, t.native_id} if t is not None else set()
+
+
 def _snapshot():
     gc.collect()
     return {
@@ -120,6 +129,7 @@ def _snapshot():
 
 def _leaks(before):
     """What is left over since `before`, after waiting (bounded) for what is finishing."""
+    _EXEMPT["threads"].update(_process_singleton_threads())
     deadline = time.monotonic() + _GRACE
     for t in threading.enumerate():
         if t.ident not in before["threads"] and t.ident not in _EXEMPT["threads"] and t is not threading.current_thread():

@@ -192,17 +192,19 @@ class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
 
 
 _spawn_jobs = None
+_spawner_thread = None  # lives as long as the process (see the module docstring)
 _spawn_lock = threading.Lock()
 
 
 def _spawn(loop, popen):
     """A future for `popen()` run on the spawner thread."""
-    global _spawn_jobs
+    global _spawn_jobs, _spawner_thread
     fut = loop.create_future()
     with _spawn_lock:
         if _spawn_jobs is None:
             jobs = queue.SimpleQueue()
-            threading.Thread(target=_spawner, args=(jobs,), name="ferroloop-spawner", daemon=True).start()
+            _spawner_thread = threading.Thread(target=_spawner, args=(jobs,), name="ferroloop-spawner", daemon=True)
+            _spawner_thread.start()
             _spawn_jobs = jobs
     _spawn_jobs.put((loop, fut, popen))
     return fut
