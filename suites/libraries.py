@@ -42,7 +42,7 @@ LIBRARIES = {
             _BASE + ("uvicorn[standard]==0.54.0", "pytest-mock", "trustme", "cryptography", "httpx",
                      "a2wsgi", "wsproto", "anyio", "httpx2", "zttp>=0.0.34", "pytest-codspeed"),
             addopts="-rxXs",
-            ci=("tests/protocols", "tests/test_server.py", "tests/test_main.py"),
+            ci=("tests/protocols/test_http.py", "tests/test_server.py", "tests/test_main.py"),
         ),
         Library(
             "anyio", "4.16.0",

@@ -41,18 +41,9 @@ def _factory():
 
 
 def _install():
-    make = _factory()
-    if make is None:
+    if _LOOP == "asyncio":
         return
-    policy_cls = asyncio.DefaultEventLoopPolicy
-
-    def candidate(*args, **kwargs):
-        loop = make()
-        _made.add(loop)
-        _stats["created"] += 1
-        return loop
-
-    policy_cls._loop_factory = staticmethod(candidate)
+    # Wrapped before the candidate is imported: uvloop keeps the function it finds then.
     original = events._set_running_loop
 
     def set_running(loop):
@@ -63,6 +54,15 @@ def _install():
     for module in (events, asyncio):
         if getattr(module, "_set_running_loop", None) is original:
             module._set_running_loop = set_running
+    make = _factory()
+
+    def candidate(*args, **kwargs):
+        loop = make()
+        _made.add(loop)
+        _stats["created"] += 1
+        return loop
+
+    asyncio.DefaultEventLoopPolicy._loop_factory = staticmethod(candidate)
 
 
 _install()
