@@ -16,6 +16,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
+use crate::clock;
 use crate::event_loop::CoreLoop;
 use crate::handles::Args;
 
@@ -148,7 +149,7 @@ unsafe extern "C" fn call_later(
         let call = parse(py, "call_later", Some("delay"), args, nargsf, kwnames)?;
         let delay = seconds(call.prefix.as_ref().expect("parsed"), "delay must not be None")?;
         let lp = core(py, slf);
-        let when = lp.get().time_now() + delay;
+        let when = clock::monotonic() + delay;
         CoreLoop::schedule_timer(&lp, when, call.callback, call.args, call.context).map(Py::into_any)
     })
 }
@@ -209,12 +210,11 @@ unsafe extern "C" fn create_task(
 ) -> *mut ffi::PyObject {
     guard(|py| {
         let lp = core(py, slf);
-        let me = lp.get();
         let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
         let tc = task_call(py)?;
         let mut name: Option<*mut ffi::PyObject> = None;
         let mut context: Option<*mut ffi::PyObject> = None;
-        let mut fast = nargs == 1 && me.plain_tasks(py);
+        let mut fast = nargs == 1 && CoreLoop::plain_tasks(&lp);
         if fast && !kwnames.is_null() {
             let n = ffi::PyTuple_GET_SIZE(kwnames) as usize;
             for i in 0..n {
@@ -234,7 +234,7 @@ unsafe extern "C" fn create_task(
             let r = ffi::PyObject_Vectorcall(slow.as_ptr(), args, nargsf as usize, kwnames);
             return Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind());
         }
-        me.check_open()?;
+        CoreLoop::base(&lp).check_open()?;
         // [scratch, coro, name?, context?, loop], with the kwnames tuple for what is there
         let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
         stack[1] = *args;

@@ -5,10 +5,20 @@
 //! (`PyContext_Enter`/`Exit`, cheaper than `Context.run`) and vectorcalls the callback.
 //! What happens once per error or per repr (formatting, logging) is delegated to
 //! `ferroloop._handles`, the Python mirror of this file.
+//!
+//! Python 3.14's `_ThreadSafeHandle` semantics for the handles `call_soon_threadsafe`
+//! returns live here too (`Running`, `wait_while_running`): `cancel()` and `cancelled()`
+//! called from another thread wait while the callback is running (asyncio 3.14 holds an
+//! `RLock` across the run and in both methods; on the loop's own thread, inside the
+//! callback, they do not wait, as with an RLock). Only where the running Python does it
+//! (`CoreLoop::threadsafe_waits`, 3.14+): 3.11-3.13's handles never wait, as asyncio's
+//! there do not. The mark costs two atomic stores and an uncontended lock per such
+//! callback; a waiting thread sleeps on a condition variable with the GIL released, so
+//! the callback it waits for can go on.
 
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
@@ -106,7 +116,7 @@ pub struct Handle {
     /// Filled only while the x-ray traces (trace.rs).
     pub(crate) tag: crate::trace::Tag,
     /// 3.14's threadsafe handle: cancel()/cancelled() wait for a running callback, whose
-    /// thread `running` holds meanwhile (threadsafe.rs).
+    /// thread `running` holds meanwhile (`Running`).
     pub(crate) waits: AtomicBool,
     pub(crate) running: AtomicU64,
 }
@@ -301,11 +311,28 @@ pub(crate) fn visit_held<T>(obj: &Py<T>, handle: &Handle, visit: &PyVisit<'_>) -
     }
 }
 
+/// SystemExit and KeyboardInterrupt escape the loop; everything else is reported.
+pub(crate) fn is_fatal_to_loop(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+/// Takes a handle out of the garbage collector's watch (PyO3 makes every pyclass
+/// collectable). Handles the loop makes hold no reference cycles of their own: they let go
+/// of their callback once run or cancelled, and while pending the loop holds them.
+/// Untracked, the collector never walks the thousands a busy loop has alive.
+#[inline]
+pub(crate) fn untracked<T>(obj: Py<T>) -> Py<T> {
+    // SAFETY: a live object of a GC type (every pyclass is); untracking an object that is
+    // not tracked is a no-op, and deallocation untracks again safely.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
+    obj
+}
+
 /// Runs a handle as the loop does: errors other than SystemExit/KeyboardInterrupt go to
 /// the loop's exception handler (asyncio's `Handle._run`).
 pub(crate) fn run_handle(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> {
     if let Err(err) = h.get().call(py) {
-        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+        if is_fatal_to_loop(py, &err) {
             return Err(err);
         }
         // The handle may outlive this in the error context (a handler that keeps it): keep
@@ -523,7 +550,7 @@ impl Handle {
     }
 
     pub(crate) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
-        crate::threadsafe::wait_while_running(slf.py(), slf.get());
+        wait_while_running(slf.py(), slf.get());
         Handle::do_cancel(slf)
     }
 
@@ -539,7 +566,7 @@ impl Handle {
     }
 
     fn cancelled(slf: &Bound<'_, Self>) -> bool {
-        crate::threadsafe::wait_while_running(slf.py(), slf.get());
+        wait_while_running(slf.py(), slf.get());
         slf.get().is_cancelled()
     }
 
@@ -717,4 +744,50 @@ fn opt_eq(py: Python<'_>, a: Option<Py<PyAny>>, b: Option<Py<PyAny>>) -> PyResul
         (Some(a), Some(b)) => a.bind(py).eq(b.bind(py)),
         _ => Ok(false),
     }
+}
+
+// -- 3.14's threadsafe handles (see the module comment) ------------------------------------
+
+/// Signalled whenever a marked callback finishes (one for the process: waits are rare).
+static FINISHED: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+
+pub(crate) fn thread_ident() -> u64 {
+    // SAFETY: a plain query of the calling thread's ident (threading.get_ident()).
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// Marks `h` as running on this thread until dropped (also if the run unwinds).
+pub(crate) struct Running<'a>(&'a Handle);
+
+impl<'a> Running<'a> {
+    pub(crate) fn mark(h: &'a Handle) -> Self {
+        h.running.store(thread_ident(), SeqCst);
+        Running(h)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(0, SeqCst);
+        // Taking the lock orders this store before any waiter's re-check (no lost wake-up).
+        let _g = FINISHED.0.lock().unwrap_or_else(|e| e.into_inner());
+        FINISHED.1.notify_all();
+    }
+}
+
+/// Waits, with the GIL released, while another thread runs the callback of `h`.
+fn wait_while_running(py: Python<'_>, h: &Handle) {
+    if !h.waits.load(Relaxed) {
+        return;
+    }
+    let running = h.running.load(SeqCst);
+    if running == 0 || running == thread_ident() {
+        return;
+    }
+    py.detach(|| {
+        let mut g = FINISHED.0.lock().unwrap_or_else(|e| e.into_inner());
+        while h.running.load(SeqCst) != 0 {
+            g = FINISHED.1.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    });
 }

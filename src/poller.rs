@@ -4,7 +4,9 @@
 //! mio registers edge-triggered. asyncio's `add_reader`/`add_writer` promise level-triggered
 //! behaviour (the callback runs again next iteration while the fd stays ready), so a plain
 //! fd watcher is re-armed after each event: `epoll_ctl(MOD)` re-reports a still-ready fd.
-//! Native transports (later) need no re-arming: they track readiness themselves.
+//! Native transports need no re-arming: they track readiness themselves. The poller knows
+//! them only as `IoRef`s (a reference and a kind): it yields their readiness and never
+//! names a transport type.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -16,9 +18,8 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use pyo3::prelude::*;
 use slab::Slab;
 
-use crate::event_loop::Ready;
 use crate::handles::Handle;
-use crate::transports::{datagram::DatagramTransport, stream::StreamTransport, HUP, READ, WRITE};
+use crate::ready::{IoRef, Readiness, Ready, HUP, READ, WRITE};
 
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 const EVENTS_CAPACITY: usize = 1024;
@@ -53,8 +54,7 @@ impl FdWatch {
 /// What a slab entry is: a plain fd watcher, or a native transport.
 pub(crate) enum Source {
     Fd(FdWatch),
-    Stream(Py<StreamTransport>),
-    Datagram(Py<DatagramTransport>),
+    Io(IoRef),
 }
 
 /// add_reader & co. refuse an fd that a transport owns (asyncio's
@@ -125,8 +125,7 @@ impl Poller {
         let key = *self.by_fd.get(&fd)?;
         match &self.sources[key] {
             Source::Fd(_) => None,
-            Source::Stream(t) => Some(t.clone_ref(py).into_any()),
-            Source::Datagram(t) => Some(t.clone_ref(py).into_any()),
+            Source::Io(t) => Some(t.obj().clone_ref(py)),
         }
     }
 
@@ -225,7 +224,7 @@ impl Poller {
 
     /// Registers a native transport (readable and writable, edge-triggered). An fd watcher
     /// on the same fd is displaced; it is returned, for its handles to be cancelled.
-    pub(crate) fn add_transport(&mut self, fd: RawFd, source: Source) -> io::Result<(usize, Option<FdWatch>)> {
+    pub(crate) fn add_transport(&mut self, fd: RawFd, io: IoRef) -> io::Result<(usize, Option<FdWatch>)> {
         let mut displaced = None;
         if let Some(key) = self.by_fd.remove(&fd) {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
@@ -236,7 +235,7 @@ impl Poller {
         let entry = self.sources.vacant_entry();
         let key = entry.key();
         self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE | Interest::WRITABLE)?;
-        entry.insert(source);
+        entry.insert(Source::Io(io));
         self.by_fd.insert(fd, key);
         Ok((key, displaced))
     }
@@ -283,16 +282,10 @@ impl Poller {
                         let _ = rearm(&self.registry, w.fd, token.0, interest);
                     }
                 }
-                Source::Stream(t) => {
+                Source::Io(t) => {
                     let bits = readiness(ev);
                     if bits != 0 {
-                        ready.push_back(Ready::Stream(t.clone_ref(py), bits));
-                    }
-                }
-                Source::Datagram(t) => {
-                    let bits = readiness(ev);
-                    if bits != 0 {
-                        ready.push_back(Ready::Datagram(t.clone_ref(py), bits));
+                        ready.push_back(Ready::Io(t.clone_ref(py), bits));
                     }
                 }
             }
@@ -304,8 +297,7 @@ impl Poller {
         for (_, source) in self.sources.iter() {
             match source {
                 Source::Fd(_) => {}
-                Source::Stream(t) => f(t.as_any()),
-                Source::Datagram(t) => f(t.as_any()),
+                Source::Io(t) => f(t.obj()),
             }
         }
     }
@@ -342,7 +334,7 @@ fn rearm(registry: &Registry, fd: RawFd, key: usize, interest: Interest) -> io::
 
 /// Read/write bits of an event, as selectors.EpollSelector counts them: errors and
 /// hang-ups wake both directions.
-fn readiness(ev: &mio::event::Event) -> u8 {
+fn readiness(ev: &mio::event::Event) -> Readiness {
     let mut bits = 0;
     if ev.is_readable() || ev.is_error() || ev.is_read_closed() {
         bits |= READ;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::event_loop::Ready;
+use crate::ready::Ready;
 use crate::handles::TimerHandle;
 
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;

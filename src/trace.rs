@@ -127,13 +127,20 @@ struct Live {
     threshold: f64,
 }
 
+/// One entry's run: its start and end on the loop's clock, and the CPU seconds it used.
+#[derive(Clone, Copy)]
+pub(crate) struct Span {
+    pub(crate) t0: f64,
+    pub(crate) t1: f64,
+    pub(crate) cpu: f64,
+}
+
 #[derive(Default)]
 pub(crate) struct Trace {
     on: AtomicBool,
     /// Live mode (counters only) rather than a recorder.
     live_on: AtomicBool,
     live: GilCell<Live>,
-    recorder: GilCell<Option<Py<PyAny>>>,
     /// `recorder._entry`, bound once: it is called after every entry.
     on_entry: GilCell<Option<Py<PyAny>>>,
     /// The entry running now: the cause of whatever it schedules.
@@ -231,10 +238,6 @@ impl Trace {
         self.next()
     }
 
-    pub(crate) fn recorder(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.recorder.borrow(py).ok().and_then(|r| r.as_ref().map(|r| r.clone_ref(py)))
-    }
-
     pub(crate) fn entry_callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.on_entry.borrow(py).ok().and_then(|r| r.as_ref().map(|r| r.clone_ref(py)))
     }
@@ -307,7 +310,6 @@ impl Trace {
             self.start_watchdog(py, &recorder, threshold)?;
         }
         *self.on_entry.borrow_mut(py)? = Some(recorder.bind(py).getattr("_entry")?.unbind());
-        *self.recorder.borrow_mut(py)? = Some(recorder);
         self.on.store(true, Relaxed);
         Ok(())
     }
@@ -368,9 +370,15 @@ impl Trace {
     }
 
     /// Live mode, after an entry ran: counters, the task's account, and the hub if it blocked.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn account(&self, py: Python<'_>, seq: u64, due_ns: u64, callback: Option<&Bound<'_, PyAny>>,
-                          t0: f64, t1: f64, cpu: f64) -> PyResult<()> {
+    pub(crate) fn account(
+        &self,
+        py: Python<'_>,
+        seq: u64,
+        due_ns: u64,
+        callback: Option<&Bound<'_, PyAny>>,
+        span: Span,
+    ) -> PyResult<()> {
+        let Span { t0, t1, cpu } = span;
         let t0_ns = (t0 * 1e9) as u64;
         let run_ns = ((t1 - t0).max(0.0) * 1e9) as u64;
         // A task seen for the first time gets a weak reference, made outside any borrow
@@ -475,7 +483,7 @@ impl Trace {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err("the x-ray watchdog thread panicked"));
             }
         }
-        let old = (self.recorder.borrow_mut(py)?.take(), self.on_entry.borrow_mut(py)?.take());
+        let old = self.on_entry.borrow_mut(py)?.take();
         drop(old);
         Ok(())
     }

@@ -25,14 +25,13 @@ use pyo3::PyTraverseError;
 
 use super::{py_tls, ssl_errors};
 use crate::gil_cell::GilCell;
+use crate::handles::is_fatal_to_loop;
+use crate::loop_base::MAX_READ as MAX_SIZE;
+use crate::transports::{water_marks, Receiver, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 
-/// asyncio's `SSLProtocol.max_size`: what one read of ciphertext or plaintext may take.
-const MAX_SIZE: usize = 256 * 1024;
-/// asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ / _WRITE (KiB).
-const HIGH_WATER_READ_KB: i64 = 256;
-const HIGH_WATER_WRITE_KB: i64 = 512;
-/// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+/// asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ / _WRITE.
+const HIGH_WATER_READ: usize = 256 * 1024;
+const HIGH_WATER_WRITE: usize = 512 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum TlsState {
@@ -61,24 +60,6 @@ enum AppState {
     ConMade,
     Eof,
     ConLost,
-}
-
-/// How plaintext reaches the app protocol; bound methods looked up once per protocol.
-enum Receiver {
-    Data(Py<PyAny>),
-    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
-}
-
-impl Receiver {
-    fn clone_ref(&self, py: Python<'_>) -> Receiver {
-        match self {
-            Receiver::Data(f) => Receiver::Data(f.clone_ref(py)),
-            Receiver::Buffered { get_buffer, buffer_updated } => Receiver::Buffered {
-                get_buffer: get_buffer.clone_ref(py),
-                buffer_updated: buffer_updated.clone_ref(py),
-            },
-        }
-    }
 }
 
 /// asyncio's `_set_app_protocol` rule: a BufferedProtocol with `get_buffer` gets buffered
@@ -172,20 +153,6 @@ fn new_buffer(py: Python<'_>) -> PyResult<(Py<PyByteArray>, Py<PyAny>)> {
     let buf = PyByteArray::new_with(py, MAX_SIZE, |_| Ok(()))?;
     let view = py.import(intern!(py, "builtins"))?.getattr(intern!(py, "memoryview"))?.call1((&buf,))?;
     Ok((buf.unbind(), view.unbind()))
-}
-
-/// asyncio's `add_flowcontrol_defaults`, rule and message.
-fn flow_defaults(high: Option<i64>, low: Option<i64>, kb: i64) -> PyResult<(usize, usize)> {
-    let hi = match (high, low) {
-        (Some(h), _) => h,
-        (None, Some(l)) => 4 * l,
-        (None, None) => kb * 1024,
-    };
-    let lo = low.unwrap_or(hi.div_euclid(4));
-    if !(hi >= lo && lo >= 0) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("high ({hi}) must be >= low ({lo}) must be >= 0")));
-    }
-    Ok((hi as usize, lo as usize))
 }
 
 /// What a plaintext read ended with.
@@ -754,7 +721,7 @@ impl TlsProtocol {
                 }
                 Ok(())
             }
-            Err(err) if crate::transports::is_fatal_to_loop(py, &err) => Err(err),
+            Err(err) if is_fatal_to_loop(py, &err) => Err(err),
             Err(err) => Self::fatal_error(slf, err.value(py).as_any(), "Error calling eof_received()"),
         }
     }
@@ -795,7 +762,7 @@ impl TlsProtocol {
         };
         let Some(protocol) = protocol else { return Ok(()) };
         if let Err(err) = protocol.bind(py).call_method0(method) {
-            if crate::transports::is_fatal_to_loop(py, &err) {
+            if is_fatal_to_loop(py, &err) {
                 return Err(err);
             }
             py_tls(py)?.call_method1(
@@ -866,28 +833,28 @@ impl TlsProtocol {
 #[pymethods]
 impl TlsProtocol {
     /// Made by `ferroloop._tls.new_protocol` (which validates, picks the context and calls
-    /// `wrap_bio`); the facade is attached with `_set_app_transport`.
+    /// `wrap_bio`): `tls` is `(sslobject, incoming, outgoing)` (the SSLObject and its two
+    /// MemoryBIOs), `timeouts` is `(ssl_handshake_timeout, ssl_shutdown_timeout)`. The
+    /// facade is attached with `_set_app_transport`.
     #[new]
-    #[pyo3(signature = (r#loop, app_protocol, sslcontext, sslobject, incoming, outgoing, waiter, call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (r#loop, app_protocol, sslcontext, tls, waiter, call_connection_made, timeouts))]
     fn new(
         r#loop: &Bound<'_, PyAny>,
         app_protocol: &Bound<'_, PyAny>,
         sslcontext: &Bound<'_, PyAny>,
-        sslobject: &Bound<'_, PyAny>,
-        incoming: &Bound<'_, PyAny>,
-        outgoing: &Bound<'_, PyAny>,
+        tls: (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>),
         waiter: Option<&Bound<'_, PyAny>>,
         call_connection_made: bool,
-        ssl_handshake_timeout: &Bound<'_, PyAny>,
-        ssl_shutdown_timeout: &Bound<'_, PyAny>,
+        timeouts: (Bound<'_, PyAny>, Bound<'_, PyAny>),
     ) -> PyResult<Self> {
+        let (sslobject, incoming, outgoing) = (&tls.0, &tls.1, &tls.2);
+        let (ssl_handshake_timeout, ssl_shutdown_timeout) = (&timeouts.0, &timeouts.1);
         let py = r#loop.py();
         let sslobj = sslobject.getattr(intern!(py, "_sslobj"))?;
         let (_, cipher_view) = new_buffer(py)?;
         let (plain_buf, plain_view) = new_buffer(py)?;
-        let (in_high, in_low) = flow_defaults(None, None, HIGH_WATER_READ_KB)?;
-        let (out_high, out_low) = flow_defaults(None, None, HIGH_WATER_WRITE_KB)?;
+        let (in_high, in_low) = water_marks(None, None, HIGH_WATER_READ)?;
+        let (out_high, out_low) = water_marks(None, None, HIGH_WATER_WRITE)?;
         let extra = PyDict::new(py);
         extra.set_item(intern!(py, "sslcontext"), sslcontext)?;
         Ok(TlsProtocol {
@@ -1235,7 +1202,7 @@ impl TlsProtocol {
 
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = flow_defaults(high, low, HIGH_WATER_WRITE_KB)?;
+        let (h, l) = water_marks(high, low, HIGH_WATER_WRITE)?;
         {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
             st.out_high = h;
@@ -1255,7 +1222,7 @@ impl TlsProtocol {
 
     #[pyo3(signature = (high=None, low=None))]
     fn set_read_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = flow_defaults(high, low, HIGH_WATER_READ_KB)?;
+        let (h, l) = water_marks(high, low, HIGH_WATER_READ)?;
         {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
             st.in_high = h;
@@ -1309,8 +1276,8 @@ impl TlsProtocol {
     }
 
     /// For CPython's tests (`_SSLProtocolTransport._test__append_write_backlog`).
-    #[allow(non_snake_case)]
-    fn _test__append_write_backlog(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(name = "_test__append_write_backlog")]
+    fn test_append_write_backlog(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let len = data.len()?;
         let mut st = self.st.borrow_mut(data.py())?;
         st.backlog.push_back(data.clone().unbind());
@@ -1332,13 +1299,8 @@ impl TlsProtocol {
             for d in &st.backlog {
                 visit.call(d)?;
             }
-            match &st.receiver {
-                Some(Receiver::Data(f)) => visit.call(f)?,
-                Some(Receiver::Buffered { get_buffer, buffer_updated }) => {
-                    visit.call(get_buffer)?;
-                    visit.call(buffer_updated)?;
-                }
-                None => {}
+            if let Some(r) = &st.receiver {
+                r.visit(&visit)?;
             }
         }
         Ok(())

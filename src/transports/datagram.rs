@@ -19,14 +19,12 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 use socket2::{SockAddr, SockRef};
 
-use super::stream::water_marks;
-use super::{
-    check_bytes_like, in_context, is_fatal_to_loop, is_would_block, os_error_value, py_side, python_minor, ByteView, Readiness,
-    READ, WRITE,
-};
-use crate::event_loop::{CoreLoop, Ready};
+use super::{check_bytes_like, in_context, py_side, python_minor, water_marks, Base, ByteView, Life, DEFAULT_HIGH_WATER};
 use crate::gil_cell::GilCell;
-use crate::poller::Source;
+use crate::handles::is_fatal_to_loop;
+use crate::loop_base::{LoopBase, MAX_READ};
+use crate::os::{is_would_block, os_error_value};
+use crate::ready::{IoKind, IoRef, IoSource, Readiness, Ready, READ, WRITE};
 
 /// Datagrams read per readiness before yielding to other callbacks.
 const READ_BATCH: usize = 32;
@@ -36,28 +34,20 @@ const READ_BATCH: usize = 32;
 fn header_size(py: Python<'_>) -> usize {
     if py.version_info() >= (3, 13) { 8 } else { 0 }
 }
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 struct State {
-    protocol: Option<Py<PyAny>>,
-    facade: Option<Py<PyAny>>,
-    sock: Option<Py<PyAny>>,
-    context: Py<PyAny>,
-    key: Option<usize>,
+    base: Base,
     /// The fixed peer (`remote_addr`), as given: sendto() addresses must match it.
     address: Option<Py<PyAny>>,
     /// Connected socket: use send(), not sendto().
     connected: bool,
     buf: VecDeque<(Py<PyBytes>, Option<Py<PyAny>>)>,
+    /// What get_write_buffer_size reports: the bytes, and from 3.13 on a header each.
     buf_size: usize,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
-    closing: bool,
-    conn_lost: u32,
-    started: bool,
-    readable: bool,
+}
+
+impl IoSource for DatagramTransport {
+    const KIND: IoKind = IoKind::Datagram;
 }
 
 #[pyclass(module = "ferroloop._ferroloop", frozen)]
@@ -67,7 +57,7 @@ pub struct DatagramTransport {
     inet: bool,
     /// Per-datagram overhead in get_write_buffer_size (`header_size`).
     header: usize,
-    loop_: Py<CoreLoop>,
+    loop_: Py<LoopBase>,
     st: GilCell<State>,
 }
 
@@ -127,13 +117,13 @@ enum SendOutcome {
 }
 
 impl DatagramTransport {
-    fn core_loop(&self) -> &CoreLoop {
+    fn core_loop(&self) -> &LoopBase {
         self.loop_.get()
     }
 
     pub(crate) fn on_ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().st.borrow(py)?.context.clone_ref(py);
+        let ctx = slf.get().st.borrow(py)?.base.context.clone_ref(py);
         in_context(py, &ctx, || {
             if bits & READ != 0 {
                 Self::on_readable(slf)?;
@@ -146,7 +136,7 @@ impl DatagramTransport {
     }
 
     fn protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.st.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+        Ok(self.st.borrow(py)?.base.protocol.as_ref().map(|p| p.clone_ref(py)))
     }
 
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -154,21 +144,21 @@ impl DatagramTransport {
         let me = slf.get();
         {
             let mut st = me.st.borrow_mut(py)?;
-            st.readable = true;
-            if !st.started || st.closing || st.conn_lost > 0 {
+            st.base.readable = true;
+            if st.base.life != Life::Open {
                 return Ok(());
             }
         }
         for _ in 0..READ_BATCH {
             let Some(protocol) = me.protocol(py)? else { return Ok(()) };
-            if me.st.borrow(py)?.conn_lost > 0 {
+            if me.st.borrow(py)?.base.is_lost() {
                 return Ok(());
             }
             let got = if me.inet { Self::recv_native(slf)? } else { Self::recv_python(slf)? };
             let (data, addr) = match got {
                 Received::Datagram(d, a) => (d, a),
                 Received::Drained => {
-                    me.st.borrow_mut(py)?.readable = false;
+                    me.st.borrow_mut(py)?.base.readable = false;
                     return Ok(());
                 }
                 Received::OsError(exc) => {
@@ -186,7 +176,7 @@ impl DatagramTransport {
             Self::report(slf, protocol.bind(py).call_method1(intern!(py, "datagram_received"), (data, addr)))?;
         }
         // More may be waiting and the edge is spent: come back next iteration.
-        me.core_loop().push_ready(py, Ready::Datagram(slf.clone().unbind(), READ))
+        me.core_loop().push_ready(py, Ready::Io(IoRef::new(slf.clone().unbind()), READ))
     }
 
     /// asyncio lets exceptions of datagram_received/error_received escape the reader
@@ -197,7 +187,7 @@ impl DatagramTransport {
             Ok(_) => Ok(()),
             Err(err) if is_fatal_to_loop(py, &err) => Err(err),
             Err(err) => {
-                let facade = slf.get().st.borrow(py)?.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
+                let facade = slf.get().st.borrow(py)?.base.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
                 py_side(py)?.call_method1(
                     intern!(py, "datagram_callback_failed"),
                     (slf.get().loop_.clone_ref(py), facade, err.into_value(py)),
@@ -227,10 +217,10 @@ impl DatagramTransport {
 
     fn recv_python(slf: &Bound<'_, Self>) -> PyResult<Received> {
         let py = slf.py();
-        let Some(sock) = slf.get().st.borrow(py)?.sock.as_ref().map(|s| s.clone_ref(py)) else {
+        let Some(sock) = slf.get().st.borrow(py)?.base.sock.as_ref().map(|s| s.clone_ref(py)) else {
             return Ok(Received::Drained);
         };
-        match sock.bind(py).call_method1(intern!(py, "recvfrom"), (256 * 1024,)) {
+        match sock.bind(py).call_method1(intern!(py, "recvfrom"), (MAX_READ,)) {
             Ok(pair) => {
                 let (d, a): (Py<PyAny>, Py<PyAny>) = pair.extract()?;
                 Ok(Received::Datagram(d, a))
@@ -261,7 +251,7 @@ impl DatagramTransport {
             Some(Err(e)) => Ok(SendOutcome::OsError(os_error_value(py, &e)?.unbind())),
             None => {
                 // Names to resolve, or a non-IP family: the socket module knows how.
-                let Some(sock) = me.st.borrow(py)?.sock.as_ref().map(|s| s.clone_ref(py)) else {
+                let Some(sock) = me.st.borrow(py)?.base.sock.as_ref().map(|s| s.clone_ref(py)) else {
                     return Ok(SendOutcome::Sent);
                 };
                 let addr = addr.map_or_else(|| py.None(), |a| a.clone().unbind());
@@ -283,7 +273,7 @@ impl DatagramTransport {
         loop {
             let head = {
                 let mut st = me.st.borrow_mut(py)?;
-                if st.conn_lost > 0 {
+                if st.base.is_lost() {
                     return Ok(());
                 }
                 match st.buf.pop_front() {
@@ -320,20 +310,17 @@ impl DatagramTransport {
         }
         let resume = {
             let mut st = me.st.borrow_mut(py)?;
-            let resume = st.protocol_paused && st.buf_size <= st.low;
-            if resume {
-                st.protocol_paused = false;
-            }
-            resume.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
+            let size = st.buf_size;
+            st.base.resume_due(py, size)
         };
         if let Some(p) = resume {
             Self::call_flow_control(slf, &p, "resume_writing")?;
         }
         let finish = {
             let mut st = me.st.borrow_mut(py)?;
-            let finish = st.buf.is_empty() && st.closing && st.conn_lost == 0;
+            let finish = st.buf.is_empty() && st.base.life == Life::Closing;
             if finish {
-                st.conn_lost += 1;
+                st.base.lose();
             }
             finish
         };
@@ -344,30 +331,17 @@ impl DatagramTransport {
     }
 
     fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
-        let py = slf.py();
-        if let Err(err) = protocol.bind(py).call_method0(method) {
-            if is_fatal_to_loop(py, &err) {
-                return Err(err);
-            }
-            let facade = slf.get().st.borrow(py)?.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
-            py_side(py)?.call_method1(
-                intern!(py, "flow_control_failed"),
-                (slf.get().loop_.clone_ref(py), facade, protocol, err.into_value(py), method),
-            )?;
-        }
-        Ok(())
+        let facade = slf.get().st.borrow(slf.py())?.base.facade_or_none(slf.py());
+        super::call_flow_control(slf.py(), &slf.get().loop_, facade, protocol, method)
     }
 
     fn fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
         let py = slf.py();
-        let (facade, protocol) = {
+        let parts = {
             let st = slf.get().st.borrow(py)?;
-            (
-                st.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)),
-                st.protocol.as_ref().map_or_else(|| py.None(), |p| p.clone_ref(py)),
-            )
+            (st.base.facade_or_none(py), st.base.protocol_or_none(py))
         };
-        py_side(py)?.call_method1(intern!(py, "fatal_error"), (slf.get().loop_.clone_ref(py), facade, protocol, exc, message))?;
+        super::report_fatal(py, &slf.get().loop_, parts, exc, message, "oserror")?;
         Self::force_close(slf, Some(exc.clone().unbind()))
     }
 
@@ -375,23 +349,14 @@ impl DatagramTransport {
         let py = slf.py();
         let dropped = {
             let mut st = slf.get().st.borrow_mut(py)?;
-            if st.conn_lost > 0 {
+            if !st.base.lose() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
             st.buf_size = 0;
             std::mem::take(&mut st.buf)
         };
         drop(dropped);
-        Self::schedule_connection_lost(slf, exc)
-    }
-
-    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let callback = slf.getattr(intern!(py, "_call_connection_lost"))?;
-        let exc = exc.unwrap_or_else(|| py.None());
-        CoreLoop::call_soon_native(slf.get().loop_.bind(py), callback, PyTuple::new(py, [exc])?, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, exc)
     }
 
     fn call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -399,21 +364,25 @@ impl DatagramTransport {
         let me = slf.get();
         let (protocol, sock, facade, key, address) = {
             let mut st = me.st.borrow_mut(py)?;
-            (st.protocol.take(), st.sock.take(), st.facade.take(), st.key.take(), st.address.take())
+            (st.base.protocol.take(), st.base.sock.take(), st.base.facade.take(), st.base.key.take(), st.address.take())
         };
-        if let Some(key) = key {
-            me.core_loop().deregister(py, key, me.fd)?;
+        let ended = super::finish(py, me.core_loop(), (key, me.fd), (protocol, sock), exc);
+        drop((facade, address));
+        ended
+    }
+
+    /// Flow control after the buffer grew (sendto, new limits).
+    fn maybe_pause(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let pause = {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            let size = st.buf_size;
+            st.base.pause_due(py, size)
+        };
+        match pause {
+            Some(p) => Self::call_flow_control(slf, &p, "pause_writing"),
+            None => Ok(()),
         }
-        let lost = match &protocol {
-            Some(p) => p.bind(py).call_method1(intern!(py, "connection_lost"), (exc,)).map(drop),
-            None => Ok(()),
-        };
-        let closed = match &sock {
-            Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
-            None => Ok(()),
-        };
-        drop((protocol, sock, facade, address));
-        lost.and(closed)
     }
 }
 
@@ -431,7 +400,7 @@ impl DatagramTransport {
     #[staticmethod]
     #[pyo3(signature = (r#loop, facade, sock, protocol, address=None, waiter=None, connected=false))]
     fn open(
-        r#loop: &Bound<'_, CoreLoop>,
+        r#loop: &Bound<'_, LoopBase>,
         facade: &Bound<'_, PyAny>,
         sock: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
@@ -455,27 +424,16 @@ impl DatagramTransport {
                 header: header_size(py),
                 loop_: r#loop.clone().unbind(),
                 st: GilCell::new(State {
-                    protocol: Some(protocol.clone().unbind()),
-                    facade: Some(facade.clone().unbind()),
-                    sock: Some(sock.clone().unbind()),
-                    context: crate::handles::copy_context(py)?,
-                    key: None,
+                    base: Base::new(py, facade, sock, protocol)?,
                     address: address.filter(|a| !a.is_none()).map(|a| a.clone().unbind()),
                     connected,
                     buf: VecDeque::new(),
                     buf_size: 0,
-                    high: DEFAULT_HIGH_WATER,
-                    low: DEFAULT_HIGH_WATER / 4,
-                    protocol_paused: false,
-                    closing: false,
-                    conn_lost: 0,
-                    started: false,
-                    readable: false,
                 }),
             },
         )?;
-        let key = core.register(py, fd, Source::Datagram(transport.clone_ref(py)))?;
-        transport.get().st.borrow_mut(py)?.key = Some(key);
+        let key = core.register(py, fd, IoRef::new(transport.clone_ref(py)))?;
+        transport.get().st.borrow_mut(py)?.base.key = Some(key);
         super::schedule_start(r#loop, protocol, &facade, transport.bind(py).as_any(), waiter)?;
         Ok(transport)
     }
@@ -483,11 +441,11 @@ impl DatagramTransport {
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let queue = {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
-            st.started = true;
-            st.readable && !st.closing
+            st.base.start();
+            st.base.readable && !st.base.is_closing()
         };
         if queue {
-            slf.get().core_loop().push_ready(slf.py(), Ready::Datagram(slf.clone().unbind(), READ))?;
+            slf.get().core_loop().push_ready(slf.py(), Ready::Io(IoRef::new(slf.clone().unbind()), READ))?;
         }
         Ok(())
     }
@@ -501,9 +459,9 @@ impl DatagramTransport {
             return Ok(()); // before 3.13 asyncio sends no empty datagram
         }
         let mut addr = addr.filter(|a| !a.is_none());
-        let (fixed, conn_lost, buffered) = {
+        let (fixed, lost, buffered) = {
             let st = me.st.borrow(py)?;
-            (st.address.as_ref().map(|a| a.clone_ref(py)), st.conn_lost, !st.buf.is_empty())
+            (st.address.as_ref().map(|a| a.clone_ref(py)), st.base.is_lost(), !st.buf.is_empty())
         };
         if let Some(fixed) = &fixed {
             if let Some(a) = &addr {
@@ -513,9 +471,8 @@ impl DatagramTransport {
             }
             addr = Some(fixed.bind(py).clone());
         }
-        if conn_lost > 0 && fixed.is_some() {
-            let warn = conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            me.st.borrow_mut(py)?.conn_lost += 1;
+        if lost && fixed.is_some() {
+            let warn = me.st.borrow_mut(py)?.base.drop_write();
             if warn {
                 py_side(py)?.call_method1(intern!(py, "log_warning"), ("socket.send() raised exception.",))?;
             }
@@ -539,36 +496,27 @@ impl DatagramTransport {
                 }
             }
         }
-        let pause = {
+        {
             let mut st = me.st.borrow_mut(py)?;
             st.buf.push_back((PyBytes::new(py, view.as_slice()).unbind(), addr.map(Bound::unbind)));
             st.buf_size += view.len() + me.header;
-            let pause = st.buf_size > st.high && !st.protocol_paused;
-            if pause {
-                st.protocol_paused = true;
-            }
-            pause.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
-        };
-        if let Some(p) = pause {
-            Self::call_flow_control(slf, &p, "pause_writing")?;
         }
-        Ok(())
+        Self::maybe_pause(slf)
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         {
             let mut st = slf.get().st.borrow_mut(py)?;
-            if st.closing {
+            if !st.base.close() {
                 return Ok(());
             }
-            st.closing = true;
             if !st.buf.is_empty() {
                 return Ok(());
             }
-            st.conn_lost += 1;
+            st.base.lose();
         }
-        Self::schedule_connection_lost(slf, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None)
     }
 
     fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -584,11 +532,11 @@ impl DatagramTransport {
     }
 
     fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.closing)
+        Ok(self.st.borrow(py)?.base.is_closing())
     }
 
     fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.sock.is_none())
+        Ok(self.st.borrow(py)?.base.sock.is_none())
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
@@ -597,31 +545,22 @@ impl DatagramTransport {
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
         let st = self.st.borrow(py)?;
-        Ok((st.low, st.high))
+        Ok((st.base.low, st.base.high))
     }
 
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let py = slf.py();
-        let (high, low) = water_marks(high, low)?;
-        let pause = {
-            let mut st = slf.get().st.borrow_mut(py)?;
-            st.high = high;
-            st.low = low;
-            let pause = st.buf_size > st.high && !st.protocol_paused;
-            if pause {
-                st.protocol_paused = true;
-            }
-            pause.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
-        };
-        if let Some(p) = pause {
-            Self::call_flow_control(slf, &p, "pause_writing")?;
+        let (high, low) = water_marks(high, low, DEFAULT_HIGH_WATER)?;
+        {
+            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            st.base.high = high;
+            st.base.low = low;
         }
-        Ok(())
+        Self::maybe_pause(slf)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let old = self.st.borrow_mut(protocol.py())?.protocol.replace(protocol.clone().unbind());
+        let old = self.st.borrow_mut(protocol.py())?.base.protocol.replace(protocol.clone().unbind());
         drop(old);
         Ok(())
     }
@@ -631,7 +570,7 @@ impl DatagramTransport {
     }
 
     fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
-        match self.st.borrow(py)?.facade.as_ref().map(|f| f.clone_ref(py)) {
+        match self.st.borrow(py)?.base.facade.as_ref().map(|f| f.clone_ref(py)) {
             Some(f) => Ok(f.bind(py).repr()?.to_string()),
             None => Ok("<closed datagram transport>".into()),
         }
@@ -645,10 +584,7 @@ impl DatagramTransport {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
         if let Some(st) = self.st.try_borrow_for_gc() {
-            visit.call(&st.protocol)?;
-            visit.call(&st.facade)?;
-            visit.call(&st.sock)?;
-            visit.call(&st.context)?;
+            st.base.visit(&visit)?;
             visit.call(&st.address)?;
             for (_, a) in st.buf.iter() {
                 visit.call(a)?;
@@ -663,7 +599,7 @@ impl DatagramTransport {
                 .st
                 .borrow_mut(py)
                 .ok()
-                .map(|mut st| (st.protocol.take(), st.facade.take(), std::mem::take(&mut st.buf)));
+                .map(|mut st| (st.base.protocol.take(), st.base.facade.take(), std::mem::take(&mut st.buf)));
             drop(taken);
         });
     }

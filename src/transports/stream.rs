@@ -30,14 +30,15 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    check_bytes_like, in_context, is_fatal_to_loop, is_refused, python_minor, is_would_block, os_error_value, py_side, recv, send, ByteView,
-    Readiness, WriteBuffer, HUP, READ, WRITE,
+    check_bytes_like, in_context, py_side, python_minor, water_marks, Base, ByteView, Life, Receiver, WriteBuffer,
+    DEFAULT_HIGH_WATER,
 };
-use crate::event_loop::{CoreLoop, Ready};
 use crate::gil_cell::GilCell;
-use crate::poller::Source;
+use crate::handles::is_fatal_to_loop;
+use crate::loop_base::LoopBase;
+use crate::os::{self, is_refused, is_would_block, os_error_value, recv, send};
+use crate::ready::{IoKind, IoRef, IoSource, Readiness, Ready, HUP, READ, WRITE};
 
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// Reads this large switch a transport to reading straight into `bytes` objects.
 const DIRECT_READ_MIN: usize = 16 * 1024;
 /// What one direct read takes: below the C allocator's mmap and trim thresholds, so the
@@ -77,8 +78,6 @@ fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Resul
         }
     }
 }
-/// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -88,15 +87,6 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn parse(name: &str) -> PyResult<Kind> {
-        match name {
-            "socket" => Ok(Kind::Socket),
-            "read_pipe" => Ok(Kind::ReadPipe),
-            "write_pipe" => Ok(Kind::WritePipe),
-            other => Err(PyValueError::new_err(format!("unknown transport kind {other:?}"))),
-        }
-    }
-
     fn is_pipe(self) -> bool {
         self != Kind::Socket
     }
@@ -112,57 +102,28 @@ impl Kind {
     fn read(self, fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Kind::Socket => recv(fd, buf),
-            _ => super::read(fd, buf),
+            _ => os::read(fd, buf),
         }
     }
 
     fn write(self, fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
         match self {
             Kind::Socket => send(fd, data),
-            _ => super::write(fd, data),
+            _ => os::write(fd, data),
         }
     }
 }
 
-/// How data reaches the protocol; bound methods looked up once per `set_protocol`.
-enum Receiver {
-    Data(Py<PyAny>),
-    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
-}
-
-impl Receiver {
-    fn clone_ref(&self, py: Python<'_>) -> Receiver {
-        match self {
-            Receiver::Data(f) => Receiver::Data(f.clone_ref(py)),
-            Receiver::Buffered { get_buffer, buffer_updated } => Receiver::Buffered {
-                get_buffer: get_buffer.clone_ref(py),
-                buffer_updated: buffer_updated.clone_ref(py),
-            },
-        }
-    }
-}
-
+/// A stream's state: the base every transport has, and what streams add.
 struct State {
-    protocol: Option<Py<PyAny>>,
+    base: Base,
     receiver: Option<Receiver>,
-    facade: Option<Py<PyAny>>,
-    sock: Option<Py<PyAny>>,
     server: Option<Py<PyAny>>,
-    /// Copied at creation: protocol callbacks for IO run in it.
-    context: Py<PyAny>,
-    key: Option<usize>,
     buf: WriteBuffer,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
-    closing: bool,
-    conn_lost: u32,
     eof_written: bool,
-    started: bool,
+    /// pause_reading() (the protocol's own pause, not flow control of writes).
     paused: bool,
     read_eof: bool,
-    /// A readable edge not yet consumed by a read that came up short.
-    readable: bool,
     /// The peer's FIN (or an error) was seen: a short read does not mean drained, the
     /// EOF is still to be read.
     hup: bool,
@@ -175,8 +136,12 @@ struct State {
 
 impl State {
     fn can_read(&self) -> bool {
-        self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0
+        self.base.life == Life::Open && !self.paused && !self.read_eof
     }
+}
+
+impl IoSource for StreamTransport {
+    const KIND: IoKind = IoKind::Stream;
 }
 
 #[pyclass(module = "ferroloop._ferroloop", frozen)]
@@ -185,31 +150,18 @@ pub struct StreamTransport {
     kind: Kind,
     /// A write pipe that is a FIFO or socket: readability means the reader went away.
     watch_close: bool,
-    loop_: Py<CoreLoop>,
+    loop_: Py<LoopBase>,
     st: GilCell<State>,
 }
 
 /// The receiver, or None when the protocol has no such methods (a write pipe's
 /// BaseProtocol): then a read looks them up again and reports the AttributeError.
 fn receiver_or_none(protocol: &Bound<'_, PyAny>) -> Option<Receiver> {
-    receiver_for(protocol).ok()
-}
-
-fn receiver_for(protocol: &Bound<'_, PyAny>) -> PyResult<Receiver> {
-    let py = protocol.py();
-    let buffered = py_side(py)?.getattr(intern!(py, "BufferedProtocol"))?;
-    if protocol.is_instance(&buffered)? {
-        Ok(Receiver::Buffered {
-            get_buffer: protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
-            buffer_updated: protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
-        })
-    } else {
-        Ok(Receiver::Data(protocol.getattr(intern!(py, "data_received"))?.unbind()))
-    }
+    Receiver::for_protocol(protocol).ok()
 }
 
 impl StreamTransport {
-    fn core_loop(&self) -> &CoreLoop {
+    fn core_loop(&self) -> &LoopBase {
         self.loop_.get()
     }
 
@@ -217,7 +169,7 @@ impl StreamTransport {
     /// the reader handle before the writer handle.
     pub(crate) fn on_ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().st.borrow(py)?.context.clone_ref(py);
+        let ctx = slf.get().st.borrow(py)?.base.context.clone_ref(py);
         in_context(py, &ctx, || {
             let me = slf.get();
             if me.kind == Kind::WritePipe {
@@ -251,12 +203,12 @@ impl StreamTransport {
         let py = slf.py();
         let buffered = {
             let st = slf.get().st.borrow(py)?;
-            if st.conn_lost > 0 {
+            if st.base.is_lost() {
                 return Ok(());
             }
             !st.buf.is_empty()
         };
-        if slf.get().core_loop().is_debug_mode() {
+        if slf.get().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
         }
         let exc = if buffered {
@@ -268,7 +220,7 @@ impl StreamTransport {
     }
 
     fn queue_read(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().core_loop().push_ready(slf.py(), Ready::Stream(slf.clone().unbind(), READ))
+        slf.get().core_loop().push_ready(slf.py(), Ready::Io(IoRef::new(slf.clone().unbind()), READ))
     }
 
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -276,11 +228,11 @@ impl StreamTransport {
         let me = slf.get();
         let receiver = {
             let mut st = me.st.borrow_mut(py)?;
-            st.readable = true;
+            st.base.readable = true;
             if !st.can_read() {
                 return Ok(());
             }
-            match (&st.receiver, &st.protocol) {
+            match (&st.receiver, &st.base.protocol) {
                 (Some(r), _) => Ok(r.clone_ref(py)),
                 (None, Some(p)) => Err(p.clone_ref(py)),
                 (None, None) => return Ok(()),
@@ -288,7 +240,7 @@ impl StreamTransport {
         };
         let receiver = match receiver {
             Ok(r) => r,
-            Err(protocol) => match receiver_for(protocol.bind(py)) {
+            Err(protocol) => match Receiver::for_protocol(protocol.bind(py)) {
                 Ok(r) => r,
                 Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed."),
             },
@@ -304,7 +256,7 @@ impl StreamTransport {
     fn note_read(&self, py: Python<'_>, short: bool) -> PyResult<bool> {
         let mut st = self.st.borrow_mut(py)?;
         if short && !st.hup {
-            st.readable = false;
+            st.base.readable = false;
             return Ok(false);
         }
         Ok(!short || st.hup)
@@ -312,7 +264,7 @@ impl StreamTransport {
 
     /// The socket had nothing (more) to give: wait for the next edge.
     fn drained(&self, py: Python<'_>) -> PyResult<()> {
-        self.st.borrow_mut(py)?.readable = false;
+        self.st.borrow_mut(py)?.base.readable = false;
         Ok(())
     }
 
@@ -408,12 +360,12 @@ impl StreamTransport {
         let protocol = {
             let mut st = slf.get().st.borrow_mut(py)?;
             st.read_eof = true;
-            match &st.protocol {
+            match &st.base.protocol {
                 Some(p) => p.clone_ref(py),
                 None => return Ok(()),
             }
         };
-        if slf.get().core_loop().is_debug_mode() {
+        if slf.get().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_debug"), ("%r received EOF", Self::facade(slf)?))?;
         }
         match protocol.bind(py).call_method0(intern!(py, "eof_received")) {
@@ -434,21 +386,19 @@ impl StreamTransport {
         let protocol = {
             let mut st = slf.get().st.borrow_mut(py)?;
             st.read_eof = true;
-            if st.conn_lost > 0 {
+            if !st.base.lose() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
+            st.base.protocol.as_ref().map(|p| p.clone_ref(py))
         };
-        if slf.get().core_loop().is_debug_mode() {
+        if slf.get().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
         }
         if let Some(protocol) = protocol {
             let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
-            CoreLoop::call_soon_native(slf.get().loop_.bind(py), eof, PyTuple::empty(py), None)?;
+            LoopBase::call_soon_native(slf.get().loop_.bind(py), eof, PyTuple::empty(py), None)?;
         }
-        Self::schedule_connection_lost(slf, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None)
     }
 
     /// A protocol callback raised: SystemExit/KeyboardInterrupt leave the loop, anything
@@ -463,27 +413,20 @@ impl StreamTransport {
     }
 
     fn facade(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        Ok(slf.get().st.borrow(py)?.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)))
+        Ok(slf.get().st.borrow(slf.py())?.base.facade_or_none(slf.py()))
     }
 
     /// asyncio's `_fatal_error`: report (OSErrors only in debug mode), then force-close.
     fn fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
         let py = slf.py();
-        let (facade, protocol) = {
+        let parts = {
             let st = slf.get().st.borrow(py)?;
-            (
-                st.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)),
-                st.protocol.as_ref().map_or_else(|| py.None(), |p| p.clone_ref(py)),
-            )
+            (st.base.facade_or_none(py), st.base.protocol_or_none(py))
         };
         // asyncio's read pipes keep quiet only about EIO (a closed pty); the rest about
         // every OSError (a peer that went away is not a bug).
         let quiet = if slf.get().kind == Kind::ReadPipe { "eio" } else { "oserror" };
-        py_side(py)?.call_method1(
-            intern!(py, "fatal_error"),
-            (slf.get().loop_.clone_ref(py), facade, protocol, exc, message, quiet),
-        )?;
+        super::report_fatal(py, &slf.get().loop_, parts, exc, message, quiet)?;
         Self::force_close(slf, Some(exc.clone().unbind()))
     }
 
@@ -491,44 +434,34 @@ impl StreamTransport {
         let py = slf.py();
         let dropped = {
             let mut st = slf.get().st.borrow_mut(py)?;
-            if st.conn_lost > 0 {
+            if !st.base.lose() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
             st.buf.take()
         };
         drop(dropped);
-        Self::schedule_connection_lost(slf, exc)
-    }
-
-    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let callback = slf.getattr(intern!(py, "_call_connection_lost"))?;
-        let exc = exc.unwrap_or_else(|| py.None());
-        CoreLoop::call_soon_native(slf.get().loop_.bind(py), callback, PyTuple::new(py, [exc])?, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, exc)
     }
 
     fn do_close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         if slf.get().kind == Kind::ReadPipe {
-            if slf.get().st.borrow(py)?.closing {
+            if slf.get().st.borrow(py)?.base.is_closing() {
                 return Ok(());
             }
             return Self::force_close(slf, None);
         }
         {
             let mut st = slf.get().st.borrow_mut(py)?;
-            if st.closing {
+            if !st.base.close() {
                 return Ok(());
             }
-            st.closing = true;
             if !st.buf.is_empty() {
                 return Ok(()); // the flush finishes the close
             }
-            st.conn_lost += 1;
+            st.base.lose();
         }
-        Self::schedule_connection_lost(slf, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None)
     }
 
     /// Sends what is buffered (writable edge, or writelines). Finishes a pending close or
@@ -538,7 +471,7 @@ impl StreamTransport {
         let me = slf.get();
         let resume = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.buf.is_empty() || st.conn_lost > 0 {
+            if st.buf.is_empty() || st.base.is_lost() {
                 return Ok(());
             }
             match st.buf.send_all(py, me.fd, me.kind.is_pipe()) {
@@ -556,11 +489,8 @@ impl StreamTransport {
                     return Ok(());
                 }
             }
-            let resume = st.protocol_paused && st.buf.len() <= st.low;
-            if resume {
-                st.protocol_paused = false;
-            }
-            resume.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
+            let size = st.buf.len();
+            st.base.resume_due(py, size)
         };
         if let Some(protocol) = resume {
             Self::call_flow_control(slf, &protocol, "resume_writing")?;
@@ -570,9 +500,9 @@ impl StreamTransport {
             if !st.buf.is_empty() {
                 return Ok(());
             }
-            let closing = st.closing && st.conn_lost == 0;
+            let closing = st.base.life == Life::Closing;
             if closing {
-                st.conn_lost += 1;
+                st.base.lose();
             }
             (closing, st.eof_written, st.empty_waiter.as_ref().map(|w| w.clone_ref(py)))
         };
@@ -582,36 +512,23 @@ impl StreamTransport {
         if closing {
             Self::call_connection_lost(slf, py.None().into_bound(py))?;
         } else if eof && me.kind == Kind::Socket {
-            // SAFETY: shutdown on our live fd (the transport is not closed: conn_lost == 0).
-            unsafe { libc::shutdown(me.fd, libc::SHUT_WR) };
+            // Our live fd (the transport is not lost); as asyncio, an error here is not
+            // reported.
+            let _ = os::shutdown_write(me.fd);
         }
         Ok(())
     }
 
-    /// `pause_writing`/`resume_writing`; their errors go to the exception handler.
     fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
-        let py = slf.py();
-        if let Err(err) = protocol.bind(py).call_method0(method) {
-            if is_fatal_to_loop(py, &err) {
-                return Err(err);
-            }
-            py_side(py)?.call_method1(
-                intern!(py, "flow_control_failed"),
-                (slf.get().loop_.clone_ref(py), Self::facade(slf)?, protocol, err.into_value(py), method),
-            )?;
-        }
-        Ok(())
+        super::call_flow_control(slf.py(), &slf.get().loop_, Self::facade(slf)?, protocol, method)
     }
 
     fn maybe_pause(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let protocol = {
             let mut st = slf.get().st.borrow_mut(py)?;
-            if st.buf.len() <= st.high || st.protocol_paused {
-                return Ok(());
-            }
-            st.protocol_paused = true;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
+            let size = st.buf.len();
+            st.base.pause_due(py, size)
         };
         match protocol {
             Some(p) => Self::call_flow_control(slf, &p, "pause_writing"),
@@ -626,11 +543,11 @@ impl StreamTransport {
         let (protocol, sock, server, facade, key, receiver, waiter, writable) = {
             let mut st = me.st.borrow_mut(py)?;
             (
-                st.protocol.take(),
-                st.sock.take(),
+                st.base.protocol.take(),
+                st.base.sock.take(),
                 st.server.take(),
-                st.facade.take(),
-                st.key.take(),
+                st.base.facade.take(),
+                st.base.key.take(),
                 st.receiver.take(),
                 st.empty_waiter.take(),
                 st.writable_waiter.take(),
@@ -643,24 +560,13 @@ impl StreamTransport {
             let exc = pyo3::exceptions::PyConnectionError::new_err("Connection lost").into_value(py);
             py_side(py)?.call_method1(intern!(py, "set_exception_unless_done"), (w, exc))?;
         }
-        if let Some(key) = key {
-            // Before the fd is closed, so a reused fd number is never confused with ours.
-            me.core_loop().deregister(py, key, me.fd)?;
-        }
-        let lost = match &protocol {
-            Some(p) => p.bind(py).call_method1(intern!(py, "connection_lost"), (exc,)).map(drop),
-            None => Ok(()),
-        };
-        let closed = match &sock {
-            Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
-            None => Ok(()),
-        };
+        let ended = super::finish(py, me.core_loop(), (key, me.fd), (protocol, sock), exc);
         let detached = match (&server, &facade) {
             (Some(server), Some(facade)) => server.bind(py).call_method1(intern!(py, "_detach"), (facade,)).map(drop),
             _ => Ok(()),
         };
-        drop((protocol, sock, server, facade));
-        lost.and(closed).and(detached)
+        drop((server, facade));
+        ended.and(detached)
     }
 }
 
@@ -698,26 +604,28 @@ impl Drop for WritableView {
     }
 }
 
-#[pymethods]
+/// The three objects a transport is made of: the facade the protocol sees, the socket or
+/// pipe (its file object), and the protocol.
+struct Ends<'a, 'py> {
+    facade: &'a Bound<'py, PyAny>,
+    sock: &'a Bound<'py, PyAny>,
+    protocol: &'a Bound<'py, PyAny>,
+}
+
 impl StreamTransport {
     /// Makes the engine for `facade` over `sock` and registers it with the loop; schedules
     /// connection_made, then reading, then the waiter, as asyncio does.
-    #[staticmethod]
-    #[pyo3(signature = (r#loop, facade, sock, protocol, waiter=None, server=None, kind="socket", watch_close=false))]
-    #[allow(clippy::too_many_arguments)]
     fn open(
-        r#loop: &Bound<'_, CoreLoop>,
-        facade: &Bound<'_, PyAny>,
-        sock: &Bound<'_, PyAny>,
-        protocol: &Bound<'_, PyAny>,
+        r#loop: &Bound<'_, LoopBase>,
+        ends: Ends<'_, '_>,
         waiter: Option<&Bound<'_, PyAny>>,
         server: Option<&Bound<'_, PyAny>>,
-        kind: &str,
+        kind: Kind,
         watch_close: bool,
     ) -> PyResult<Py<StreamTransport>> {
+        let Ends { facade, sock, protocol } = ends;
         let py = r#loop.py();
         let core = r#loop.get();
-        let kind = Kind::parse(kind)?;
         core.check_open()?;
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         if fd < 0 {
@@ -731,24 +639,13 @@ impl StreamTransport {
                 watch_close: kind == Kind::WritePipe && watch_close,
                 loop_: r#loop.clone().unbind(),
                 st: GilCell::new(State {
-                    protocol: Some(protocol.clone().unbind()),
+                    base: Base::new(py, facade, sock, protocol)?,
                     receiver: receiver_or_none(protocol),
-                    facade: Some(facade.clone().unbind()),
-                    sock: Some(sock.clone().unbind()),
                     server: server.map(|s| s.clone().unbind()),
-                    context: crate::handles::copy_context(py)?,
-                    key: None,
                     buf: WriteBuffer::default(),
-                    high: DEFAULT_HIGH_WATER,
-                    low: DEFAULT_HIGH_WATER / 4,
-                    protocol_paused: false,
-                    closing: false,
-                    conn_lost: 0,
                     eof_written: false,
-                    started: false,
                     paused: false,
                     read_eof: false,
-                    readable: false,
                     hup: false,
                     last_read: 0,
                     empty_waiter: None,
@@ -756,17 +653,62 @@ impl StreamTransport {
                 }),
             },
         )?;
-        let key = core.register(py, fd, Source::Stream(transport.clone_ref(py)))?;
-        transport.get().st.borrow_mut(py)?.key = Some(key);
-        super::schedule_start(r#loop, protocol, &facade, transport.bind(py).as_any(), waiter)?;
+        let key = core.register(py, fd, IoRef::new(transport.clone_ref(py)))?;
+        transport.get().st.borrow_mut(py)?.base.key = Some(key);
+        super::schedule_start(r#loop, protocol, facade, transport.bind(py).as_any(), waiter)?;
         Ok(transport)
+    }
+}
+
+#[pymethods]
+impl StreamTransport {
+    /// The engine of a TCP or Unix stream socket transport (`_transports.SocketTransport`).
+    #[staticmethod]
+    #[pyo3(signature = (r#loop, facade, sock, protocol, waiter=None, server=None))]
+    fn open_socket(
+        r#loop: &Bound<'_, LoopBase>,
+        facade: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        waiter: Option<&Bound<'_, PyAny>>,
+        server: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<StreamTransport>> {
+        Self::open(r#loop, Ends { facade, sock, protocol }, waiter, server, Kind::Socket, false)
+    }
+
+    /// The engine of a pipe's read end (`_transports.ReadPipeTransport`).
+    #[staticmethod]
+    #[pyo3(signature = (r#loop, facade, pipe, protocol, waiter=None))]
+    fn open_read_pipe(
+        r#loop: &Bound<'_, LoopBase>,
+        facade: &Bound<'_, PyAny>,
+        pipe: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        waiter: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<StreamTransport>> {
+        Self::open(r#loop, Ends { facade, sock: pipe, protocol }, waiter, None, Kind::ReadPipe, false)
+    }
+
+    /// The engine of a pipe's write end (`_transports.WritePipeTransport`); `watch_close`:
+    /// a FIFO or socket, whose readability means the reader went away.
+    #[staticmethod]
+    #[pyo3(signature = (r#loop, facade, pipe, protocol, waiter=None, watch_close=false))]
+    fn open_write_pipe(
+        r#loop: &Bound<'_, LoopBase>,
+        facade: &Bound<'_, PyAny>,
+        pipe: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        waiter: Option<&Bound<'_, PyAny>>,
+        watch_close: bool,
+    ) -> PyResult<Py<StreamTransport>> {
+        Self::open(r#loop, Ends { facade, sock: pipe, protocol }, waiter, None, Kind::WritePipe, watch_close)
     }
 
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let queue = {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
-            st.started = true;
-            st.readable && st.can_read()
+            st.base.start();
+            st.base.readable && st.can_read()
         };
         if queue {
             Self::queue_read(slf)?;
@@ -793,9 +735,8 @@ impl StreamTransport {
             return Ok(());
         }
         // A write pipe drops writes once closing (write_eof closes it), as asyncio does.
-        if st.conn_lost > 0 || (me.kind == Kind::WritePipe && st.closing) {
-            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.conn_lost += 1;
+        if st.base.is_lost() || (me.kind == Kind::WritePipe && st.base.is_closing()) {
+            let warn = st.base.drop_write();
             drop(st);
             if warn {
                 let msg = if me.kind.is_pipe() {
@@ -879,8 +820,8 @@ impl StreamTransport {
         }
         let was_empty = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.conn_lost > 0 || (me.kind == Kind::WritePipe && st.closing) {
-                st.conn_lost += 1;
+            if st.base.is_lost() || (me.kind == Kind::WritePipe && st.base.is_closing()) {
+                st.base.drop_write();
                 return Ok(());
             }
             let was_empty = st.buf.is_empty();
@@ -903,27 +844,23 @@ impl StreamTransport {
             // For a pipe, EOF is closing the write end once the buffer is flushed.
             {
                 let mut st = me.st.borrow_mut(py)?;
-                if st.closing {
+                if !st.base.close() {
                     return Ok(());
                 }
-                st.closing = true;
-                if !st.buf.is_empty() || st.conn_lost > 0 {
+                if !st.buf.is_empty() || !st.base.lose() {
                     return Ok(());
                 }
-                st.conn_lost += 1;
             }
-            return Self::schedule_connection_lost(slf, None);
+            return super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None);
         }
         let mut st = me.st.borrow_mut(py)?;
-        if st.closing || st.eof_written {
+        if st.base.is_closing() || st.eof_written {
             return Ok(());
         }
         st.eof_written = true;
-        if st.buf.is_empty() && st.conn_lost == 0 {
+        if st.buf.is_empty() && !st.base.is_lost() {
             drop(st);
-            // SAFETY: shutdown on our live fd.
-            if unsafe { libc::shutdown(me.fd, libc::SHUT_WR) } < 0 {
-                let e = super::last_os_error();
+            if let Err(e) = os::shutdown_write(me.fd) {
                 return Err(PyErr::from_value(os_error_value(py, &e)?));
             }
         }
@@ -955,23 +892,23 @@ impl StreamTransport {
     }
 
     fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.closing)
+        Ok(self.st.borrow(py)?.base.is_closing())
     }
 
     /// True once connection_lost ran and the socket is closed.
     fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.sock.is_none())
+        Ok(self.st.borrow(py)?.base.sock.is_none())
     }
 
     fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
         let st = self.st.borrow(py)?;
-        Ok(!st.closing && !st.paused)
+        Ok(!st.base.is_closing() && !st.paused)
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let mut st = slf.get().st.borrow_mut(py)?;
-        if st.closing || st.paused {
+        if st.base.is_closing() || st.paused {
             return Ok(());
         }
         st.paused = true;
@@ -981,11 +918,11 @@ impl StreamTransport {
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let queue = {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
-            if st.closing || !st.paused {
+            if st.base.is_closing() || !st.paused {
                 return Ok(());
             }
             st.paused = false;
-            st.readable && st.can_read()
+            st.base.readable && st.can_read()
         };
         if queue {
             Self::queue_read(slf)?;
@@ -999,16 +936,16 @@ impl StreamTransport {
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
         let st = self.st.borrow(py)?;
-        Ok((st.low, st.high))
+        Ok((st.base.low, st.base.high))
     }
 
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (high, low) = water_marks(high, low)?;
+        let (high, low) = water_marks(high, low, DEFAULT_HIGH_WATER)?;
         {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
-            st.high = high;
-            st.low = low;
+            st.base.high = high;
+            st.base.low = low;
         }
         Self::maybe_pause(slf)
     }
@@ -1017,14 +954,14 @@ impl StreamTransport {
         let receiver = receiver_or_none(protocol);
         let (old_p, old_r) = {
             let mut st = self.st.borrow_mut(protocol.py())?;
-            (st.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut st.receiver, receiver))
+            (st.base.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut st.receiver, receiver))
         };
         drop((old_p, old_r));
         Ok(())
     }
 
     fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.st.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+        Ok(self.st.borrow(py)?.base.protocol.as_ref().map(|p| p.clone_ref(py)))
     }
 
     fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
@@ -1062,7 +999,9 @@ impl StreamTransport {
     /// `read=polling|idle`, `write=<polling|idle, bufsize=N>` for the facade's repr.
     fn _repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
         let st = self.st.borrow(py)?;
-        Ok((st.can_read() || (!st.started && !st.paused && !st.closing), !st.buf.is_empty(), st.buf.len()))
+        // read=polling: reading, or about to start (made, not paused)
+        let reading = st.can_read() || (st.base.life == Life::Made && !st.paused);
+        Ok((reading, !st.buf.is_empty(), st.buf.len()))
     }
 
     #[getter]
@@ -1071,7 +1010,7 @@ impl StreamTransport {
     }
 
     fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
-        match self.st.borrow(py)?.facade.as_ref().map(|f| f.clone_ref(py)) {
+        match self.st.borrow(py)?.base.facade.as_ref().map(|f| f.clone_ref(py)) {
             Some(f) => Ok(f.bind(py).repr()?.to_string()),
             None => Ok("<closed stream transport>".into()),
         }
@@ -1080,20 +1019,12 @@ impl StreamTransport {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
         if let Some(st) = self.st.try_borrow_for_gc() {
-            visit.call(&st.protocol)?;
-            visit.call(&st.facade)?;
-            visit.call(&st.sock)?;
+            st.base.visit(&visit)?;
             visit.call(&st.server)?;
-            visit.call(&st.context)?;
             visit.call(&st.empty_waiter)?;
             visit.call(&st.writable_waiter)?;
-            match &st.receiver {
-                Some(Receiver::Data(f)) => visit.call(f)?,
-                Some(Receiver::Buffered { get_buffer, buffer_updated }) => {
-                    visit.call(get_buffer)?;
-                    visit.call(buffer_updated)?;
-                }
-                None => {}
+            if let Some(r) = &st.receiver {
+                r.visit(&visit)?;
             }
         }
         Ok(())
@@ -1102,23 +1033,9 @@ impl StreamTransport {
     fn __clear__(&self) {
         Python::attach(|py| {
             let taken = self.st.borrow_mut(py).ok().map(|mut st| {
-                (st.protocol.take(), st.facade.take(), st.server.take(), st.receiver.take(), st.empty_waiter.take())
+                (st.base.protocol.take(), st.base.facade.take(), st.server.take(), st.receiver.take(), st.empty_waiter.take())
             });
             drop(taken);
         });
     }
-}
-
-/// asyncio's `_set_write_buffer_limits` rule and message.
-pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>) -> PyResult<(usize, usize)> {
-    let high = match (high, low) {
-        (Some(h), _) => h,
-        (None, Some(l)) => 4 * l,
-        (None, None) => DEFAULT_HIGH_WATER as i64,
-    };
-    let low = low.unwrap_or(high.div_euclid(4)); // Python's high // 4, negatives included
-    if !(high >= low && low >= 0) {
-        return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
-    }
-    Ok((high as usize, low as usize))
 }
