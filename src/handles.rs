@@ -46,12 +46,13 @@ impl Args {
     /// # Safety
     /// Every pointer must be a live object for the duration of the call.
     pub(crate) unsafe fn from_ptrs(py: Python<'_>, items: &[*mut ffi::PyObject]) -> PyResult<Args> {
-        let own = |p: *mut ffi::PyObject| Bound::from_borrowed_ptr(py, p).unbind();
+        // SAFETY: the caller's contract: every pointer is a live object.
+        let borrow = |p: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, p) };
         Ok(match items {
             [] => Args::Zero,
-            [a] => Args::One(own(*a)),
-            [a, b] => Args::Two(own(*a), own(*b)),
-            many => Args::Many(PyTuple::new(py, many.iter().map(|p| Bound::from_borrowed_ptr(py, *p)))?.unbind()),
+            [a] => Args::One(borrow(*a).unbind()),
+            [a, b] => Args::Two(borrow(*a).unbind(), borrow(*b).unbind()),
+            many => Args::Many(PyTuple::new(py, many.iter().map(|p| borrow(*p)))?.unbind()),
         })
     }
 
@@ -409,7 +410,7 @@ unsafe fn call_raw(py: Python<'_>, callback: *mut ffi::PyObject, args: &Args, co
             }
             Args::Many(t) => {
                 let tuple = t.as_ptr() as *mut ffi::PyTupleObject;
-                ((*tuple).ob_item.as_ptr() as *const *mut ffi::PyObject, ffi::PyTuple_GET_SIZE(t.as_ptr()) as usize)
+                ((*tuple).ob_item.as_ptr(), ffi::PyTuple_GET_SIZE(t.as_ptr()) as usize)
             }
         };
         let flags = if matches!(args, Args::Many(_)) { 0 } else { ffi::PY_VECTORCALL_ARGUMENTS_OFFSET };
@@ -510,8 +511,12 @@ impl Drop for HandleContext {
 /// # Safety
 /// The GIL must be held and `obj` a live context object.
 unsafe fn track_again(obj: *mut ffi::PyObject) {
-    if ffi::PyObject_GC_IsTracked(obj) == 0 {
-        ffi::PyObject_GC_Track(obj.cast());
+    // SAFETY: the caller's contract (the GIL, a live context object); tracking only an
+    // untracked object is what PyObject_GC_Track requires.
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(obj) == 0 {
+            ffi::PyObject_GC_Track(obj.cast());
+        }
     }
 }
 

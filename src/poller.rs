@@ -57,6 +57,10 @@ pub(crate) enum Source {
     Io(IoRef),
 }
 
+/// What add_fd / remove_fd give back to be let go outside the borrow: the handle replaced
+/// or removed, and the file object no longer held.
+pub(crate) type Released = (Option<Py<Handle>>, Option<Py<PyAny>>);
+
 /// add_reader & co. refuse an fd that a transport owns (asyncio's
 /// `_ensure_fd_no_transport`); the caller turns this into the RuntimeError.
 pub(crate) enum FdError {
@@ -147,7 +151,7 @@ impl Poller {
         fileobj: Option<Py<PyAny>>,
         dir: Direction,
         handle: Py<Handle>,
-    ) -> Result<(Option<Py<Handle>>, Option<Py<PyAny>>), FdError> {
+    ) -> Result<Released, FdError> {
         if let Some(t) = self.transport_at(py, fd) {
             return Err(FdError::OwnedByTransport(t));
         }
@@ -194,7 +198,7 @@ impl Poller {
         py: Python<'_>,
         fd: RawFd,
         dir: Direction,
-    ) -> Result<(Option<Py<Handle>>, Option<Py<PyAny>>), FdError> {
+    ) -> Result<Released, FdError> {
         if let Some(t) = self.transport_at(py, fd) {
             return Err(FdError::OwnedByTransport(t));
         }

@@ -249,8 +249,9 @@ impl Trace {
         if let Ok(w) = self.watch.borrow(py) {
             if let Some(w) = w.as_ref() {
                 if w.loop_thread.load(Relaxed) == 0 {
-                    // SAFETY: pthread_self and gettid have no preconditions.
+                    // SAFETY: pthread_self has no preconditions.
                     w.loop_thread.store(unsafe { libc::pthread_self() } as u64, Relaxed);
+                    // SAFETY: nor has gettid.
                     #[cfg(target_os = "linux")]
                     w.loop_tid.store(unsafe { libc::gettid() } as u64, Relaxed);
                 }

@@ -148,11 +148,19 @@ impl CoreLoop {
             Ready::Io(io, bits) => {
                 let kind = io.kind();
                 let obj = io.into_obj().into_bound(py);
-                // SAFETY: an IoRef's kind is its object's class (`IoRef::new` takes it from
-                // the type), so each arm casts to the class the object is.
+                // An IoRef's kind is its object's class (`IoRef::new` takes it from the
+                // type), so each arm casts to the class the object is.
                 match kind {
-                    IoKind::Stream => StreamTransport::on_ready(unsafe { obj.cast_unchecked() }, bits)?,
-                    IoKind::Datagram => DatagramTransport::on_ready(unsafe { obj.cast_unchecked() }, bits)?,
+                    IoKind::Stream => {
+                        // SAFETY: kind Stream: the object is a StreamTransport (see above).
+                        let t = unsafe { obj.cast_unchecked::<StreamTransport>() };
+                        StreamTransport::on_ready(t, bits)?;
+                    }
+                    IoKind::Datagram => {
+                        // SAFETY: kind Datagram: the object is a DatagramTransport.
+                        let t = unsafe { obj.cast_unchecked::<DatagramTransport>() };
+                        DatagramTransport::on_ready(t, bits)?;
+                    }
                 }
                 Ok(debug.then(|| obj.unbind()))
             }

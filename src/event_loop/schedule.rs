@@ -198,13 +198,13 @@ impl CoreLoop {
             return h.get().release(py);
         }
         h.get().empty(py)?;
-        if h.get_type().is(&py.get_type::<Handle>()) {
+        if h.get_type().is(py.get_type::<Handle>()) {
             let mut pool = self.handle_pool.borrow_mut(py)?;
             if pool.len() < POOL_SIZE {
                 pool.push(h.unbind());
             }
         } else if let Ok(t) = h.cast::<TimerHandle>() {
-            if t.get_type().is(&py.get_type::<TimerHandle>()) {
+            if t.get_type().is(py.get_type::<TimerHandle>()) {
                 let mut pool = self.timer_pool.borrow_mut(py)?;
                 if pool.len() < POOL_SIZE {
                     pool.push(t.clone().unbind());

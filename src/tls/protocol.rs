@@ -137,7 +137,7 @@ fn pending(py: Python<'_>, bio: &Py<PyAny>) -> PyResult<usize> {
 }
 
 fn is_again(py: Python<'_>, err: &PyErr) -> PyResult<bool> {
-    Ok(err.value(py).is_instance(ssl_errors(py)?.again.bind(py))?)
+    err.value(py).is_instance(ssl_errors(py)?.again.bind(py))
 }
 
 fn is_exception(py: Python<'_>, err: &PyErr) -> bool {

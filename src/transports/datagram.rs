@@ -240,10 +240,8 @@ impl DatagramTransport {
         let connected = me.st.borrow(py)?.connected;
         let native = if connected {
             Some(with_sock(me.fd, |s| s.send(view)))
-        } else if let Some(sa) = addr.filter(|_| me.inet).and_then(addr_from_py) {
-            Some(with_sock(me.fd, |s| s.send_to(view, &sa)))
         } else {
-            None
+            addr.filter(|_| me.inet).and_then(addr_from_py).map(|sa| with_sock(me.fd, |s| s.send_to(view, &sa)))
         };
         match native {
             Some(Ok(_)) => Ok(SendOutcome::Sent),
@@ -434,7 +432,7 @@ impl DatagramTransport {
         )?;
         let key = core.register(py, fd, IoRef::new(transport.clone_ref(py)))?;
         transport.get().st.borrow_mut(py)?.base.key = Some(key);
-        super::schedule_start(r#loop, protocol, &facade, transport.bind(py).as_any(), waiter)?;
+        super::schedule_start(r#loop, protocol, facade, transport.bind(py).as_any(), waiter)?;
         Ok(transport)
     }
 

@@ -410,7 +410,7 @@ impl WriteBuffer {
             return;
         }
         let chunk = match data.cast::<PyBytes>() {
-            Ok(b) if data.get_type().is(&data.py().get_type::<PyBytes>()) => (b.clone().unbind(), offset),
+            Ok(b) if data.get_type().is(data.py().get_type::<PyBytes>()) => (b.clone().unbind(), offset),
             _ => (PyBytes::new(data.py(), &view.as_slice()[offset..]).unbind(), 0),
         };
         self.chunks.push_back(chunk);
