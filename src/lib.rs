@@ -26,7 +26,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(&m.py().get_type::<event_loop::CoreLoop>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
-    m.add_class::<transports::stream::StreamTransport>()?;
+    m.add_class::<transports::socket::SocketTransport>()?;
+    m.add_class::<transports::pipe::ReadPipeTransport>()?;
+    m.add_class::<transports::pipe::WritePipeTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(os::sendfile_chunk, m)?)?;
     m.add_function(wrap_pyfunction!(os::remove_stale_socket, m)?)?;

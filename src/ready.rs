@@ -22,7 +22,9 @@ pub(crate) const HUP: Readiness = 4;
 /// (a match, no dynamic dispatch, no type test).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IoKind {
-    Stream,
+    Socket,
+    ReadPipe,
+    WritePipe,
     Datagram,
 }
 

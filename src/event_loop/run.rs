@@ -16,7 +16,10 @@ use crate::os::os_error;
 use crate::poller::Poller;
 use crate::ready::{IoKind, IoRef, Ready};
 use crate::trace::{self, Span};
-use crate::transports::{datagram::DatagramTransport, stream::StreamTransport};
+use crate::transports::datagram::DatagramTransport;
+use crate::transports::pipe::{ReadPipeTransport, WritePipeTransport};
+use crate::transports::socket::SocketTransport;
+use crate::transports::stream::Stream;
 
 /// asyncio's MAXIMUM_SELECT_TIMEOUT: never block longer than a day in one wait.
 const MAX_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -151,10 +154,20 @@ impl CoreLoop {
                 // An IoRef's kind is its object's class (`IoRef::new` takes it from the
                 // type), so each arm casts to the class the object is.
                 match kind {
-                    IoKind::Stream => {
-                        // SAFETY: kind Stream: the object is a StreamTransport (see above).
-                        let t = unsafe { obj.cast_unchecked::<StreamTransport>() };
-                        StreamTransport::on_ready(t, bits)?;
+                    IoKind::Socket => {
+                        // SAFETY: kind Socket: the object is a SocketTransport (see above).
+                        let t = unsafe { obj.cast_unchecked::<SocketTransport>() };
+                        Stream::on_ready(t, bits)?;
+                    }
+                    IoKind::ReadPipe => {
+                        // SAFETY: kind ReadPipe: the object is a ReadPipeTransport.
+                        let t = unsafe { obj.cast_unchecked::<ReadPipeTransport>() };
+                        Stream::on_ready(t, bits)?;
+                    }
+                    IoKind::WritePipe => {
+                        // SAFETY: kind WritePipe: the object is a WritePipeTransport.
+                        let t = unsafe { obj.cast_unchecked::<WritePipeTransport>() };
+                        Stream::on_ready(t, bits)?;
                     }
                     IoKind::Datagram => {
                         // SAFETY: kind Datagram: the object is a DatagramTransport.
@@ -275,7 +288,7 @@ impl Probe {
 /// The x-ray's origin for an IO entry.
 fn io_origin(io: &IoRef) -> u8 {
     match io.kind() {
-        IoKind::Stream => trace::ORIGIN_STREAM,
+        IoKind::Socket | IoKind::ReadPipe | IoKind::WritePipe => trace::ORIGIN_STREAM,
         IoKind::Datagram => trace::ORIGIN_DATAGRAM,
     }
 }

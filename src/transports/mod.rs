@@ -5,6 +5,8 @@
 //! `LoopBase` (loop_base.rs), and its readiness arrives as an `IoRef` entry (ready.rs).
 
 pub(crate) mod datagram;
+pub(crate) mod pipe;
+pub(crate) mod socket;
 pub(crate) mod stream;
 
 use std::collections::VecDeque;

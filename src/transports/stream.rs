@@ -1,5 +1,10 @@
-//! The stream transport (TCP and Unix stream sockets): asyncio's
-//! `_SelectorSocketTransport`, natively.
+//! The stream engine: what asyncio's `_SelectorSocketTransport` and its Unix pipe
+//! transports share, natively, for the three stream classes (socket.rs: TCP and Unix
+//! stream sockets; pipe.rs: a pipe's read end, a pipe's write end). Each class holds a
+//! `Stream` and is its `StreamKind`: the engine's code is generic over the kind, which
+//! supplies the syscalls (read/write instead of recv/send), the messages, and the few
+//! places where asyncio's pipe transports differ (EOF closes a read pipe; write_eof
+//! closes a write pipe; a write pipe notices its reader going away).
 //!
 //! Reads go straight from the socket to the protocol (`data_received`, or `get_buffer` +
 //! `buffer_updated` for a BufferedProtocol), inside the context copied when the transport
@@ -12,13 +17,8 @@
 //! queues another read itself (more may be waiting and no new edge will come), and
 //! `resume_reading` re-queues a read when an edge arrived while paused.
 //!
-//! The same engine drives pipes (`connect_read_pipe`/`connect_write_pipe`, subprocess
-//! stdio): `Kind` switches the syscalls (read/write instead of recv/send) and the few
-//! places where asyncio's pipe transports differ (EOF closes a read pipe; write_eof closes
-//! a write pipe; a write pipe notices its reader going away).
-//!
 //! The Python object the protocol sees is a facade (`ferroloop._transports`, an
-//! `asyncio.Transport` subclass); this object is its engine.
+//! `asyncio.Transport` subclass); the native class is its engine.
 
 use std::os::fd::RawFd;
 
@@ -27,6 +27,7 @@ use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
+use pyo3::PyClass;
 use pyo3::{intern, PyTraverseError};
 
 use super::{
@@ -36,8 +37,8 @@ use super::{
 use crate::gil_cell::GilCell;
 use crate::handles::is_fatal_to_loop;
 use crate::loop_base::LoopBase;
-use crate::os::{self, is_refused, is_would_block, os_error_value, recv, send};
-use crate::ready::{IoKind, IoRef, IoSource, Readiness, Ready, HUP, READ, WRITE};
+use crate::os::{self, is_refused, is_would_block, os_error_value};
+use crate::ready::{IoRef, IoSource, Readiness, Ready, HUP, READ};
 
 /// Reads this large switch a transport to reading straight into `bytes` objects.
 const DIRECT_READ_MIN: usize = 16 * 1024;
@@ -51,7 +52,7 @@ extern "C" {
 }
 
 /// One read of up to READ_CHUNK bytes into a new bytes object, shrunk to what came.
-fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Result<(usize, Option<Bound<'_, PyBytes>>)>> {
+fn read_direct<K: StreamKind>(py: Python<'_>, fd: RawFd) -> PyResult<std::io::Result<(usize, Option<Bound<'_, PyBytes>>)>> {
     // SAFETY: a fresh bytes object is ours alone until returned; we write at most its
     // length into it, and resize it (or release it) before anyone else sees it.
     unsafe {
@@ -60,7 +61,7 @@ fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Resul
             return Err(PyErr::fetch(py));
         }
         let buf = std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj) as *mut u8, READ_CHUNK);
-        match kind.read(fd, buf) {
+        match K::read(fd, buf) {
             Err(e) => {
                 ffi::Py_DECREF(obj);
                 Ok(Err(e))
@@ -79,37 +80,59 @@ fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Resul
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Socket,
-    ReadPipe,
-    WritePipe,
-}
+/// What a stream transport's kind decides: its syscalls, its messages, and the places
+/// where asyncio's pipe transports differ from its socket transport. Implemented by the
+/// three native classes (socket.rs: `SocketTransport`; pipe.rs: `ReadPipeTransport`,
+/// `WritePipeTransport`), each a `Stream` engine; the engine's code is generic over it,
+/// so a kind is decided at compile time (no kind value is tested at run time).
+pub(crate) trait StreamKind: IoSource + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    /// read(2)/write(2)/writev(2) rather than recv/send/sendmsg.
+    const PIPE: bool;
+    /// A read pipe: write() is refused.
+    const READ_ONLY: bool = false;
+    /// A write pipe: writes are dropped once it is closing (write_eof closes it).
+    const WRITE_ONLY: bool = false;
+    /// What asyncio's fatal-error report keeps quiet about: "oserror" (a peer gone is no
+    /// bug) or "eio" (a read pipe's closed pty).
+    const QUIET: &'static str = "oserror";
+    const READ_ERROR: &'static str;
+    const WRITE_ERROR: &'static str;
+    /// The warning for writes after the connection was lost.
+    const LOST_WRITE: &'static str;
 
-impl Kind {
-    fn is_pipe(self) -> bool {
-        self != Kind::Socket
+    fn stream(&self) -> &Stream;
+
+    /// IO readiness, inside the transport's context (`Stream::on_ready`).
+    fn ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()>;
+
+    /// The peer's EOF was read: a socket's half-close (`Stream::eof_received`) by default.
+    fn eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Stream::eof_received(slf)
     }
 
-    fn read_error(self) -> &'static str {
-        if self.is_pipe() { "Fatal read error on pipe transport" } else { "Fatal read error on socket transport" }
+    /// `close()`: flush what is buffered, then connection_lost (`Stream::close`).
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Stream::close(slf)
     }
 
-    fn write_error(self) -> &'static str {
-        if self.is_pipe() { "Fatal write error on pipe transport" } else { "Fatal write error on socket transport" }
+    /// `write_eof()`: a socket's shutdown(SHUT_WR) once flushed (`Stream::shutdown`).
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Stream::shutdown(slf)
     }
 
-    fn read(self, fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Kind::Socket => recv(fd, buf),
-            _ => os::read(fd, buf),
+    fn read(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Self::PIPE {
+            os::read(fd, buf)
+        } else {
+            os::recv(fd, buf)
         }
     }
 
-    fn write(self, fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Kind::Socket => send(fd, data),
-            _ => os::write(fd, data),
+    fn write(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+        if Self::PIPE {
+            os::write(fd, data)
+        } else {
+            os::send(fd, data)
         }
     }
 }
@@ -140,16 +163,9 @@ impl State {
     }
 }
 
-impl IoSource for StreamTransport {
-    const KIND: IoKind = IoKind::Stream;
-}
-
-#[pyclass(module = "ferroloop._ferroloop", frozen)]
-pub struct StreamTransport {
+/// The engine each stream transport class holds: its fd, its loop, its state.
+pub(crate) struct Stream {
     fd: RawFd,
-    kind: Kind,
-    /// A write pipe that is a FIFO or socket: readability means the reader went away.
-    watch_close: bool,
     loop_: Py<LoopBase>,
     st: GilCell<State>,
 }
@@ -160,55 +176,53 @@ fn receiver_or_none(protocol: &Bound<'_, PyAny>) -> Option<Receiver> {
     Receiver::for_protocol(protocol).ok()
 }
 
-impl StreamTransport {
+impl Stream {
     fn core_loop(&self) -> &LoopBase {
         self.loop_.get()
     }
 
-    /// IO readiness from the poller (via the ready queue). Reads first, as asyncio queues
-    /// the reader handle before the writer handle.
-    pub(crate) fn on_ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()> {
+    /// IO readiness from the poller (via the ready queue), handled by the kind inside the
+    /// context copied when the transport was made, as asyncio runs its reader handle.
+    pub(crate) fn on_ready<K: StreamKind>(slf: &Bound<'_, K>, bits: Readiness) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().st.borrow(py)?.base.context.clone_ref(py);
-        in_context(py, &ctx, || {
-            let me = slf.get();
-            if me.kind == Kind::WritePipe {
-                if me.watch_close && bits & (READ | HUP) != 0 {
-                    return Self::peer_closed(slf);
-                }
-                if bits & WRITE != 0 {
-                    Self::flush(slf)?;
-                }
-                return Ok(());
-            }
-            if bits & HUP != 0 {
-                me.st.borrow_mut(py)?.hup = true;
-            }
-            if bits & READ != 0 {
-                Self::on_readable(slf)?;
-            }
-            if bits & WRITE != 0 && me.kind == Kind::Socket {
-                Self::flush(slf)?;
-                let waiter = me.st.borrow_mut(py)?.writable_waiter.take();
-                if let Some(w) = waiter {
-                    py_side(py)?.call_method1(intern!(py, "set_result_unless_done"), (w, py.None()))?;
-                }
-            }
-            Ok(())
-        })
+        let ctx = slf.get().stream().st.borrow(py)?.base.context.clone_ref(py);
+        in_context(py, &ctx, || K::ready(slf, bits))
+    }
+
+    /// The reading side of readiness (a socket's or a read pipe's). Reads first, as
+    /// asyncio queues the reader handle before the writer handle.
+    pub(super) fn readable<K: StreamKind>(slf: &Bound<'_, K>, bits: Readiness) -> PyResult<()> {
+        if bits & HUP != 0 {
+            slf.get().stream().st.borrow_mut(slf.py())?.hup = true;
+        }
+        if bits & READ != 0 {
+            Self::on_readable(slf)?;
+        }
+        Ok(())
+    }
+
+    /// A socket's writable edge: flush, and wake a sendfile waiting for room.
+    pub(super) fn writable<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        let py = slf.py();
+        Self::flush(slf)?;
+        let waiter = slf.get().stream().st.borrow_mut(py)?.writable_waiter.take();
+        if let Some(w) = waiter {
+            py_side(py)?.call_method1(intern!(py, "set_result_unless_done"), (w, py.None()))?;
+        }
+        Ok(())
     }
 
     /// A write pipe's reader closed: asyncio's `_UnixWritePipeTransport._read_ready`.
-    fn peer_closed(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn peer_closed<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
         let buffered = {
-            let st = slf.get().st.borrow(py)?;
+            let st = slf.get().stream().st.borrow(py)?;
             if st.base.is_lost() {
                 return Ok(());
             }
             !st.buf.is_empty()
         };
-        if slf.get().core_loop().is_debug() {
+        if slf.get().stream().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
         }
         let exc = if buffered {
@@ -219,13 +233,13 @@ impl StreamTransport {
         Self::force_close(slf, exc)
     }
 
-    fn queue_read(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().core_loop().push_ready(slf.py(), Ready::Io(IoRef::new(slf.clone().unbind()), READ))
+    fn queue_read<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        slf.get().stream().core_loop().push_ready(slf.py(), Ready::Io(IoRef::new(slf.clone().unbind()), READ))
     }
 
-    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+    fn on_readable<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let receiver = {
             let mut st = me.st.borrow_mut(py)?;
             st.base.readable = true;
@@ -268,19 +282,19 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn read_data(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
+    fn read_data<K: StreamKind>(slf: &Bound<'_, K>, data_received: &Py<PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
-        let (fd, kind) = (me.fd, me.kind);
+        let me = slf.get().stream();
+        let fd = me.fd;
         // Small reads land in the loop's scratch buffer and are copied into an exact-size
         // bytes; once a transport reads large chunks, it reads straight into a new bytes
         // and shrinks it (no copy of the data).
         let large = me.st.borrow(py)?.last_read >= DIRECT_READ_MIN;
         let result = if large {
-            read_direct(py, kind, fd)?.map(|(n, b)| (n, n == READ_CHUNK, b))
+            read_direct::<K>(py, fd)?.map(|(n, b)| (n, n == READ_CHUNK, b))
         } else {
             me.core_loop().with_read_buffer(py, |buf| {
-                kind.read(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
+                K::read(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
             })?
         };
         if let Ok((n, _, _)) = &result {
@@ -291,11 +305,11 @@ impl StreamTransport {
             Err(e) => {
                 me.drained(py)?;
                 let exc = os_error_value(py, &e)?;
-                Self::fatal_error(slf, &exc, me.kind.read_error())
+                Self::fatal_error(slf, &exc, K::READ_ERROR)
             }
             Ok((_, _, None)) => {
                 me.drained(py)?;
-                Self::on_eof(slf)
+                K::eof(slf)
             }
             Ok((_, full, Some(data))) => {
                 if me.note_read(py, !full)? {
@@ -309,9 +323,9 @@ impl StreamTransport {
         }
     }
 
-    fn read_buffered(slf: &Bound<'_, Self>, get_buffer: &Py<PyAny>, buffer_updated: &Py<PyAny>) -> PyResult<()> {
+    fn read_buffered<K: StreamKind>(slf: &Bound<'_, K>, get_buffer: &Py<PyAny>, buffer_updated: &Py<PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let buf = match get_buffer.bind(py).call1((-1,)) {
             Ok(b) => b,
             Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed."),
@@ -326,7 +340,7 @@ impl StreamTransport {
                 return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed.");
             }
             let cap = view.len();
-            me.kind.read(me.fd, view.as_mut_slice()).map(|n| (n, n == cap))
+            K::read(me.fd, view.as_mut_slice()).map(|n| (n, n == cap))
         };
         drop(buf);
         match received {
@@ -334,11 +348,11 @@ impl StreamTransport {
             Err(e) => {
                 me.drained(py)?;
                 let exc = os_error_value(py, &e)?;
-                Self::fatal_error(slf, &exc, me.kind.read_error())
+                Self::fatal_error(slf, &exc, K::READ_ERROR)
             }
             Ok((0, _)) => {
                 me.drained(py)?;
-                Self::on_eof(slf)
+                K::eof(slf)
             }
             Ok((n, full)) => {
                 if me.note_read(py, !full)? {
@@ -352,27 +366,26 @@ impl StreamTransport {
         }
     }
 
-    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// The peer's EOF on a socket: `eof_received`, and a close unless it asks to stay open
+    /// (half-close).
+    pub(super) fn eof_received<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        if slf.get().kind == Kind::ReadPipe {
-            return Self::pipe_eof(slf);
-        }
         let protocol = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             st.read_eof = true;
             match &st.base.protocol {
                 Some(p) => p.clone_ref(py),
                 None => return Ok(()),
             }
         };
-        if slf.get().core_loop().is_debug() {
+        if slf.get().stream().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_debug"), ("%r received EOF", Self::facade(slf)?))?;
         }
         match protocol.bind(py).call_method0(intern!(py, "eof_received")) {
             Err(err) => Self::callback_failed(slf, err, "Fatal error: protocol.eof_received() call failed."),
             Ok(keep_open) => {
                 if !keep_open.is_truthy()? {
-                    Self::do_close(slf)?;
+                    K::close(slf)?;
                 }
                 Ok(())
             }
@@ -381,29 +394,29 @@ impl StreamTransport {
 
     /// The writer of a read pipe closed: eof_received and connection_lost follow on the
     /// next iteration, and the transport is closed (no half-close for pipes).
-    fn pipe_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn pipe_eof<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
         let protocol = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             st.read_eof = true;
             if !st.base.lose() {
                 return Ok(());
             }
             st.base.protocol.as_ref().map(|p| p.clone_ref(py))
         };
-        if slf.get().core_loop().is_debug() {
+        if slf.get().stream().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
         }
         if let Some(protocol) = protocol {
             let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
-            LoopBase::call_soon_native(slf.get().loop_.bind(py), eof, PyTuple::empty(py), None)?;
+            LoopBase::call_soon_native(slf.get().stream().loop_.bind(py), eof, PyTuple::empty(py), None)?;
         }
-        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, None)
     }
 
     /// A protocol callback raised: SystemExit/KeyboardInterrupt leave the loop, anything
     /// else is a fatal error of this transport.
-    fn callback_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+    fn callback_failed<K: StreamKind>(slf: &Bound<'_, K>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         if is_fatal_to_loop(py, &err) {
             return Err(err);
@@ -412,47 +425,41 @@ impl StreamTransport {
         Self::fatal_error(slf, &exc, message)
     }
 
-    fn facade(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Ok(slf.get().st.borrow(slf.py())?.base.facade_or_none(slf.py()))
+    fn facade<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<Py<PyAny>> {
+        Ok(slf.get().stream().st.borrow(slf.py())?.base.facade_or_none(slf.py()))
     }
 
     /// asyncio's `_fatal_error`: report (OSErrors only in debug mode), then force-close.
-    fn fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+    pub(super) fn fatal_error<K: StreamKind>(slf: &Bound<'_, K>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
         let py = slf.py();
         let parts = {
-            let st = slf.get().st.borrow(py)?;
+            let st = slf.get().stream().st.borrow(py)?;
             (st.base.facade_or_none(py), st.base.protocol_or_none(py))
         };
         // asyncio's read pipes keep quiet only about EIO (a closed pty); the rest about
         // every OSError (a peer that went away is not a bug).
-        let quiet = if slf.get().kind == Kind::ReadPipe { "eio" } else { "oserror" };
-        super::report_fatal(py, &slf.get().loop_, parts, exc, message, quiet)?;
+        super::report_fatal(py, &slf.get().stream().loop_, parts, exc, message, K::QUIET)?;
         Self::force_close(slf, Some(exc.clone().unbind()))
     }
 
-    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+    pub(super) fn force_close<K: StreamKind>(slf: &Bound<'_, K>, exc: Option<Py<PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let dropped = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             if !st.base.lose() {
                 return Ok(());
             }
             st.buf.take()
         };
         drop(dropped);
-        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, exc)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, exc)
     }
 
-    fn do_close(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// `close()`: once the buffer is flushed, connection_lost.
+    pub(super) fn close<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        if slf.get().kind == Kind::ReadPipe {
-            if slf.get().st.borrow(py)?.base.is_closing() {
-                return Ok(());
-            }
-            return Self::force_close(slf, None);
-        }
         {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             if !st.base.close() {
                 return Ok(());
             }
@@ -461,20 +468,20 @@ impl StreamTransport {
             }
             st.base.lose();
         }
-        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, None)
     }
 
     /// Sends what is buffered (writable edge, or writelines). Finishes a pending close or
     /// write_eof once the buffer is empty.
-    fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn flush<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let resume = {
             let mut st = me.st.borrow_mut(py)?;
             if st.buf.is_empty() || st.base.is_lost() {
                 return Ok(());
             }
-            match st.buf.send_all(py, me.fd, me.kind.is_pipe()) {
+            match st.buf.send_all(py, me.fd, K::PIPE) {
                 Ok(()) => {}
                 Err(e) => {
                     let dropped = st.buf.take();
@@ -482,7 +489,7 @@ impl StreamTransport {
                     drop(st);
                     drop(dropped);
                     let exc = os_error_value(py, &e)?;
-                    Self::fatal_error(slf, &exc, me.kind.write_error())?;
+                    Self::fatal_error(slf, &exc, K::WRITE_ERROR)?;
                     if let Some(w) = waiter {
                         py_side(py)?.call_method1(intern!(py, "set_exception_unless_done"), (w, exc))?;
                     }
@@ -511,7 +518,7 @@ impl StreamTransport {
         }
         if closing {
             Self::call_connection_lost(slf, py.None().into_bound(py))?;
-        } else if eof && me.kind == Kind::Socket {
+        } else if eof && !K::PIPE {
             // Our live fd (the transport is not lost); as asyncio, an error here is not
             // reported.
             let _ = os::shutdown_write(me.fd);
@@ -519,14 +526,14 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
-        super::call_flow_control(slf.py(), &slf.get().loop_, Self::facade(slf)?, protocol, method)
+    fn call_flow_control<K: StreamKind>(slf: &Bound<'_, K>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
+        super::call_flow_control(slf.py(), &slf.get().stream().loop_, Self::facade(slf)?, protocol, method)
     }
 
-    fn maybe_pause(slf: &Bound<'_, Self>) -> PyResult<()> {
+    fn maybe_pause<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
         let protocol = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             let size = st.buf.len();
             st.base.pause_due(py, size)
         };
@@ -537,9 +544,9 @@ impl StreamTransport {
     }
 
     /// The one place the transport ends: protocol.connection_lost, then the socket closes.
-    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn call_connection_lost<K: StreamKind>(slf: &Bound<'_, K>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let (protocol, sock, server, facade, key, receiver, waiter, writable) = {
             let mut st = me.st.borrow_mut(py)?;
             (
@@ -606,23 +613,23 @@ impl Drop for WritableView {
 
 /// The three objects a transport is made of: the facade the protocol sees, the socket or
 /// pipe (its file object), and the protocol.
-struct Ends<'a, 'py> {
-    facade: &'a Bound<'py, PyAny>,
-    sock: &'a Bound<'py, PyAny>,
-    protocol: &'a Bound<'py, PyAny>,
+pub(super) struct Ends<'a, 'py> {
+    pub(super) facade: &'a Bound<'py, PyAny>,
+    pub(super) sock: &'a Bound<'py, PyAny>,
+    pub(super) protocol: &'a Bound<'py, PyAny>,
 }
 
-impl StreamTransport {
-    /// Makes the engine for `facade` over `sock` and registers it with the loop; schedules
-    /// connection_made, then reading, then the waiter, as asyncio does.
-    fn open(
+impl Stream {
+    /// Makes the engine for `facade` over `sock`, wraps it in its class (`make`) and
+    /// registers it with the loop; schedules connection_made, then reading, then the
+    /// waiter, as asyncio does.
+    pub(super) fn open<K: StreamKind>(
         r#loop: &Bound<'_, LoopBase>,
         ends: Ends<'_, '_>,
         waiter: Option<&Bound<'_, PyAny>>,
         server: Option<&Bound<'_, PyAny>>,
-        kind: Kind,
-        watch_close: bool,
-    ) -> PyResult<Py<StreamTransport>> {
+        make: impl FnOnce(Stream) -> PyResult<Py<K>>,
+    ) -> PyResult<Py<K>> {
         let Ends { facade, sock, protocol } = ends;
         let py = r#loop.py();
         let core = r#loop.get();
@@ -631,82 +638,35 @@ impl StreamTransport {
         if fd < 0 {
             return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
         }
-        let transport = Py::new(
-            py,
-            StreamTransport {
-                fd,
-                kind,
-                watch_close: kind == Kind::WritePipe && watch_close,
-                loop_: r#loop.clone().unbind(),
-                st: GilCell::new(State {
-                    base: Base::new(py, facade, sock, protocol)?,
-                    receiver: receiver_or_none(protocol),
-                    server: server.map(|s| s.clone().unbind()),
-                    buf: WriteBuffer::default(),
-                    eof_written: false,
-                    paused: false,
-                    read_eof: false,
-                    hup: false,
-                    last_read: 0,
-                    empty_waiter: None,
-                    writable_waiter: None,
-                }),
-            },
-        )?;
+        let transport = make(Stream {
+            fd,
+            loop_: r#loop.clone().unbind(),
+            st: GilCell::new(State {
+                base: Base::new(py, facade, sock, protocol)?,
+                receiver: receiver_or_none(protocol),
+                server: server.map(|s| s.clone().unbind()),
+                buf: WriteBuffer::default(),
+                eof_written: false,
+                paused: false,
+                read_eof: false,
+                hup: false,
+                last_read: 0,
+                empty_waiter: None,
+                writable_waiter: None,
+            }),
+        })?;
         let key = core.register(py, fd, IoRef::new(transport.clone_ref(py)))?;
-        transport.get().st.borrow_mut(py)?.base.key = Some(key);
+        transport.get().stream().st.borrow_mut(py)?.base.key = Some(key);
         super::schedule_start(r#loop, protocol, facade, transport.bind(py).as_any(), waiter)?;
         Ok(transport)
     }
 }
 
-#[pymethods]
-impl StreamTransport {
-    /// The engine of a TCP or Unix stream socket transport (`_transports.SocketTransport`).
-    #[staticmethod]
-    #[pyo3(signature = (r#loop, facade, sock, protocol, waiter=None, server=None))]
-    fn open_socket(
-        r#loop: &Bound<'_, LoopBase>,
-        facade: &Bound<'_, PyAny>,
-        sock: &Bound<'_, PyAny>,
-        protocol: &Bound<'_, PyAny>,
-        waiter: Option<&Bound<'_, PyAny>>,
-        server: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<StreamTransport>> {
-        Self::open(r#loop, Ends { facade, sock, protocol }, waiter, server, Kind::Socket, false)
-    }
-
-    /// The engine of a pipe's read end (`_transports.ReadPipeTransport`).
-    #[staticmethod]
-    #[pyo3(signature = (r#loop, facade, pipe, protocol, waiter=None))]
-    fn open_read_pipe(
-        r#loop: &Bound<'_, LoopBase>,
-        facade: &Bound<'_, PyAny>,
-        pipe: &Bound<'_, PyAny>,
-        protocol: &Bound<'_, PyAny>,
-        waiter: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<StreamTransport>> {
-        Self::open(r#loop, Ends { facade, sock: pipe, protocol }, waiter, None, Kind::ReadPipe, false)
-    }
-
-    /// The engine of a pipe's write end (`_transports.WritePipeTransport`); `watch_close`:
-    /// a FIFO or socket, whose readability means the reader went away.
-    #[staticmethod]
-    #[pyo3(signature = (r#loop, facade, pipe, protocol, waiter=None, watch_close=false))]
-    fn open_write_pipe(
-        r#loop: &Bound<'_, LoopBase>,
-        facade: &Bound<'_, PyAny>,
-        pipe: &Bound<'_, PyAny>,
-        protocol: &Bound<'_, PyAny>,
-        waiter: Option<&Bound<'_, PyAny>>,
-        watch_close: bool,
-    ) -> PyResult<Py<StreamTransport>> {
-        Self::open(r#loop, Ends { facade, sock: pipe, protocol }, waiter, None, Kind::WritePipe, watch_close)
-    }
-
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+/// The Python-visible methods every stream class has (`stream_methods!` binds them).
+impl Stream {
+    pub(super) fn start_reading<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let queue = {
-            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
             st.base.start();
             st.base.readable && st.can_read()
         };
@@ -716,13 +676,13 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn write<K: StreamKind>(slf: &Bound<'_, K>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         check_bytes_like(data, "data")?;
         let view = ByteView::new(data)?;
         let mut st = me.st.borrow_mut(py)?;
-        if me.kind == Kind::ReadPipe {
+        if K::READ_ONLY {
             return Err(PyRuntimeError::new_err("write() on a read pipe transport"));
         }
         if st.eof_written {
@@ -735,16 +695,11 @@ impl StreamTransport {
             return Ok(());
         }
         // A write pipe drops writes once closing (write_eof closes it), as asyncio does.
-        if st.base.is_lost() || (me.kind == Kind::WritePipe && st.base.is_closing()) {
+        if st.base.is_lost() || (K::WRITE_ONLY && st.base.is_closing()) {
             let warn = st.base.drop_write();
             drop(st);
             if warn {
-                let msg = if me.kind.is_pipe() {
-                    "pipe closed by peer or os.write(pipe, data) raised exception."
-                } else {
-                    "socket.send() raised exception."
-                };
-                py_side(py)?.call_method1(intern!(py, "log_warning"), (msg,))?;
+                py_side(py)?.call_method1(intern!(py, "log_warning"), (K::LOST_WRITE,))?;
             }
             return Ok(());
         }
@@ -753,7 +708,7 @@ impl StreamTransport {
         let mut offset = 0;
         if st.buf.is_empty() {
             while offset < view.len() {
-                match me.kind.write(me.fd, &view.as_slice()[offset..]) {
+                match K::write(me.fd, &view.as_slice()[offset..]) {
                     Ok(0) => break,
                     Ok(n) => offset += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -761,7 +716,7 @@ impl StreamTransport {
                     Err(e) => {
                         drop(st);
                         let exc = os_error_value(py, &e)?;
-                        return Self::fatal_error(slf, &exc, me.kind.write_error());
+                        return Self::fatal_error(slf, &exc, K::WRITE_ERROR);
                     }
                 }
             }
@@ -778,10 +733,10 @@ impl StreamTransport {
     /// asyncio's writelines, as the running Python has it: 3.11 (and pipes on every
     /// version) join the data and call write(), so a bad item is refused first and the
     /// messages name write(); 3.12+ sockets check the state first and name writelines().
-    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn writelines<K: StreamKind>(slf: &Bound<'_, K>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
-        let joined = me.kind.is_pipe() || python_minor(py) < 12;
+        let me = slf.get().stream();
+        let joined = K::PIPE || python_minor(py) < 12;
         let items: Vec<Bound<'_, PyAny>> = list_of_data.try_iter()?.collect::<PyResult<_>>()?;
         let check_items = |joined: bool| -> PyResult<()> {
             for (i, item) in items.iter().enumerate() {
@@ -802,7 +757,7 @@ impl StreamTransport {
         {
             let st = me.st.borrow(py)?;
             let what = if joined { "write" } else { "writelines" };
-            if me.kind == Kind::ReadPipe {
+            if K::READ_ONLY {
                 return Err(PyRuntimeError::new_err("write() on a read pipe transport"));
             }
             if st.eof_written {
@@ -820,7 +775,7 @@ impl StreamTransport {
         }
         let was_empty = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.base.is_lost() || (me.kind == Kind::WritePipe && st.base.is_closing()) {
+            if st.base.is_lost() || (K::WRITE_ONLY && st.base.is_closing()) {
                 st.base.drop_write();
                 return Ok(());
             }
@@ -837,22 +792,24 @@ impl StreamTransport {
         Self::maybe_pause(slf)
     }
 
-    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let me = slf.get();
-        if me.kind == Kind::WritePipe {
-            // For a pipe, EOF is closing the write end once the buffer is flushed.
-            {
-                let mut st = me.st.borrow_mut(py)?;
-                if !st.base.close() {
-                    return Ok(());
-                }
-                if !st.buf.is_empty() || !st.base.lose() {
-                    return Ok(());
-                }
+    /// A write pipe's EOF: closing the write end once the buffer is flushed.
+    pub(super) fn close_write_end<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        {
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
+            if !st.base.close() {
+                return Ok(());
             }
-            return super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None);
+            if !st.buf.is_empty() || !st.base.lose() {
+                return Ok(());
+            }
         }
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, None)
+    }
+
+    /// A socket's write_eof: shutdown(SHUT_WR) once what is buffered is sent (flush).
+    pub(super) fn shutdown<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get().stream();
         let mut st = me.st.borrow_mut(py)?;
         if st.base.is_closing() || st.eof_written {
             return Ok(());
@@ -867,47 +824,23 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn can_write_eof(&self) -> bool {
-        true
-    }
-
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::do_close(slf)
-    }
-
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::force_close(slf, None)
-    }
-
-    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        Self::force_close(slf, exc)
-    }
-
-    fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
-        Self::fatal_error(slf, exc, message)
-    }
-
-    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
-        Self::call_connection_lost(slf, exc)
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+    pub(super) fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.st.borrow(py)?.base.is_closing())
     }
 
     /// True once connection_lost ran and the socket is closed.
-    fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
+    pub(super) fn is_closed(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.st.borrow(py)?.base.sock.is_none())
     }
 
-    fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
+    pub(super) fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
         let st = self.st.borrow(py)?;
         Ok(!st.base.is_closing() && !st.paused)
     }
 
-    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn pause_reading<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        let mut st = slf.get().st.borrow_mut(py)?;
+        let mut st = slf.get().stream().st.borrow_mut(py)?;
         if st.base.is_closing() || st.paused {
             return Ok(());
         }
@@ -915,9 +848,9 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn resume_reading<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let queue = {
-            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
             if st.base.is_closing() || !st.paused {
                 return Ok(());
             }
@@ -930,27 +863,26 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+    pub(super) fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self.st.borrow(py)?.buf.len())
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+    pub(super) fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
         let st = self.st.borrow(py)?;
         Ok((st.base.low, st.base.high))
     }
 
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+    pub(super) fn set_write_buffer_limits<K: StreamKind>(slf: &Bound<'_, K>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
         let (high, low) = water_marks(high, low, DEFAULT_HIGH_WATER)?;
         {
-            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
             st.base.high = high;
             st.base.low = low;
         }
         Self::maybe_pause(slf)
     }
 
-    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let receiver = receiver_or_none(protocol);
         let (old_p, old_r) = {
             let mut st = self.st.borrow_mut(protocol.py())?;
@@ -960,18 +892,18 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    pub(super) fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         Ok(self.st.borrow(py)?.base.protocol.as_ref().map(|p| p.clone_ref(py)))
     }
 
-    fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    pub(super) fn make_empty_waiter<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if slf.get().st.borrow(py)?.empty_waiter.is_some() {
+        if slf.get().stream().st.borrow(py)?.empty_waiter.is_some() {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
-        let waiter = slf.get().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
+        let waiter = slf.get().stream().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
         let empty = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             st.empty_waiter = Some(waiter.clone().unbind());
             st.buf.is_empty()
         };
@@ -982,41 +914,40 @@ impl StreamTransport {
     }
 
     /// A future resolved when the socket next becomes writable (an edge after EAGAIN).
-    fn _wait_writable(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    pub(super) fn wait_writable<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let waiter = slf.get().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
-        let old = slf.get().st.borrow_mut(py)?.writable_waiter.replace(waiter.clone().unbind());
+        let waiter = slf.get().stream().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
+        let old = slf.get().stream().st.borrow_mut(py)?.writable_waiter.replace(waiter.clone().unbind());
         drop(old);
         Ok(waiter.unbind())
     }
 
-    fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
+    pub(super) fn reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
         let old = self.st.borrow_mut(py)?.empty_waiter.take();
         drop(old);
         Ok(())
     }
 
     /// `read=polling|idle`, `write=<polling|idle, bufsize=N>` for the facade's repr.
-    fn _repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
+    pub(super) fn repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
         let st = self.st.borrow(py)?;
         // read=polling: reading, or about to start (made, not paused)
         let reading = st.can_read() || (st.base.life == Life::Made && !st.paused);
         Ok((reading, !st.buf.is_empty(), st.buf.len()))
     }
 
-    #[getter]
-    fn _sock_fd(&self) -> RawFd {
+    pub(super) fn sock_fd(&self) -> RawFd {
         self.fd
     }
 
-    fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
+    pub(super) fn facade_repr(&self, py: Python<'_>) -> PyResult<String> {
         match self.st.borrow(py)?.base.facade.as_ref().map(|f| f.clone_ref(py)) {
             Some(f) => Ok(f.bind(py).repr()?.to_string()),
             None => Ok("<closed stream transport>".into()),
         }
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(super) fn traverse(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
         if let Some(st) = self.st.try_borrow_for_gc() {
             st.base.visit(&visit)?;
@@ -1030,7 +961,7 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn __clear__(&self) {
+    pub(super) fn clear(&self) {
         Python::attach(|py| {
             let taken = self.st.borrow_mut(py).ok().map(|mut st| {
                 (st.base.protocol.take(), st.base.facade.take(), st.server.take(), st.receiver.take(), st.empty_waiter.take())
@@ -1039,3 +970,132 @@ impl StreamTransport {
         });
     }
 }
+
+/// The Python methods of a stream class (a `StreamKind`), bound to its engine; `$open` is
+/// the class's own constructor.
+macro_rules! stream_methods {
+    ($ty:ty, { $($open:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            $($open)*
+
+            fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::start_reading(slf)
+            }
+
+            fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+                Stream::write(slf, data)
+            }
+
+            fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+                Stream::writelines(slf, list_of_data)
+            }
+
+            fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+                <Self as StreamKind>::write_eof(slf)
+            }
+
+            fn can_write_eof(&self) -> bool {
+                true
+            }
+
+            fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+                <Self as StreamKind>::close(slf)
+            }
+
+            fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::force_close(slf, None)
+            }
+
+            fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+                Stream::force_close(slf, exc)
+            }
+
+            fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+                Stream::fatal_error(slf, exc, message)
+            }
+
+            fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+                Stream::call_connection_lost(slf, exc)
+            }
+
+            fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+                self.stream().is_closing(py)
+            }
+
+            /// True once connection_lost ran and the socket is closed.
+            fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
+                self.stream().is_closed(py)
+            }
+
+            fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
+                self.stream().is_reading(py)
+            }
+
+            fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::pause_reading(slf)
+            }
+
+            fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::resume_reading(slf)
+            }
+
+            fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+                self.stream().get_write_buffer_size(py)
+            }
+
+            fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+                self.stream().get_write_buffer_limits(py)
+            }
+
+            #[pyo3(signature = (high=None, low=None))]
+            fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+                Stream::set_write_buffer_limits(slf, high, low)
+            }
+
+            fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+                self.stream().set_protocol(protocol)
+            }
+
+            fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+                self.stream().get_protocol(py)
+            }
+
+            fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                Stream::make_empty_waiter(slf)
+            }
+
+            /// A future resolved when the socket next becomes writable (an edge after EAGAIN).
+            fn _wait_writable(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                Stream::wait_writable(slf)
+            }
+
+            fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
+                self.stream().reset_empty_waiter(py)
+            }
+
+            /// `read=polling|idle`, `write=<polling|idle, bufsize=N>` for the facade's repr.
+            fn _repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
+                self.stream().repr_state(py)
+            }
+
+            #[getter]
+            fn _sock_fd(&self) -> std::os::fd::RawFd {
+                self.stream().sock_fd()
+            }
+
+            fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
+                self.stream().facade_repr(py)
+            }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                self.stream().traverse(visit)
+            }
+
+            fn __clear__(&self) {
+                self.stream().clear()
+            }
+        }
+    };
+}
+pub(super) use stream_methods;
