@@ -14,7 +14,7 @@ use crate::handles::{helpers, is_fatal_to_loop, run_handle, Running};
 use crate::loop_base::{closed_error, LoopBase};
 use crate::os::os_error;
 use crate::poller::Poller;
-use crate::ready::{IoKind, IoRef, Ready};
+use crate::ready::{IoKind, IoRef, Readiness, Ready};
 use crate::trace::{self, Span};
 use crate::transports::datagram::DatagramTransport;
 use crate::transports::pipe::{ReadPipeTransport, WritePipeTransport};
@@ -148,35 +148,7 @@ impl CoreLoop {
                 }
                 Ok(None)
             }
-            Ready::Io(io, bits) => {
-                let kind = io.kind();
-                let obj = io.into_obj().into_bound(py);
-                // An IoRef's kind is its object's class (`IoRef::new` takes it from the
-                // type), so each arm casts to the class the object is.
-                match kind {
-                    IoKind::Socket => {
-                        // SAFETY: kind Socket: the object is a SocketTransport (see above).
-                        let t = unsafe { obj.cast_unchecked::<SocketTransport>() };
-                        Stream::on_ready(t, bits)?;
-                    }
-                    IoKind::ReadPipe => {
-                        // SAFETY: kind ReadPipe: the object is a ReadPipeTransport.
-                        let t = unsafe { obj.cast_unchecked::<ReadPipeTransport>() };
-                        Stream::on_ready(t, bits)?;
-                    }
-                    IoKind::WritePipe => {
-                        // SAFETY: kind WritePipe: the object is a WritePipeTransport.
-                        let t = unsafe { obj.cast_unchecked::<WritePipeTransport>() };
-                        Stream::on_ready(t, bits)?;
-                    }
-                    IoKind::Datagram => {
-                        // SAFETY: kind Datagram: the object is a DatagramTransport.
-                        let t = unsafe { obj.cast_unchecked::<DatagramTransport>() };
-                        DatagramTransport::on_ready(t, bits)?;
-                    }
-                }
-                Ok(debug.then(|| obj.unbind()))
-            }
+            Ready::Io(io, bits) => run_io(py, io, bits, debug),
         }
     }
 
@@ -283,6 +255,39 @@ impl Probe {
         };
         (t1, report)
     }
+}
+
+/// Runs a transport's readiness: its `on_ready`, picked by the IoRef's kind. Out of line,
+/// so the handle path of `run_entry` (every callback) stays small.
+#[inline(never)]
+fn run_io(py: Python<'_>, io: IoRef, bits: Readiness, debug: bool) -> PyResult<Option<Py<PyAny>>> {
+        let kind = io.kind();
+        let obj = io.into_obj().into_bound(py);
+        // An IoRef's kind is its object's class (`IoRef::new` takes it from the
+        // type), so each arm casts to the class the object is.
+        match kind {
+            IoKind::Socket => {
+                // SAFETY: kind Socket: the object is a SocketTransport (see above).
+                let t = unsafe { obj.cast_unchecked::<SocketTransport>() };
+                Stream::on_ready(t, bits)?;
+            }
+            IoKind::ReadPipe => {
+                // SAFETY: kind ReadPipe: the object is a ReadPipeTransport.
+                let t = unsafe { obj.cast_unchecked::<ReadPipeTransport>() };
+                Stream::on_ready(t, bits)?;
+            }
+            IoKind::WritePipe => {
+                // SAFETY: kind WritePipe: the object is a WritePipeTransport.
+                let t = unsafe { obj.cast_unchecked::<WritePipeTransport>() };
+                Stream::on_ready(t, bits)?;
+            }
+            IoKind::Datagram => {
+                // SAFETY: kind Datagram: the object is a DatagramTransport.
+                let t = unsafe { obj.cast_unchecked::<DatagramTransport>() };
+                DatagramTransport::on_ready(t, bits)?;
+            }
+        }
+    Ok(debug.then(|| obj.unbind()))
 }
 
 /// The x-ray's origin for an IO entry.
