@@ -85,7 +85,9 @@ unsafe fn parse<'py>(
                 if name.is(context_name) || name.cast::<PyString>().is_ok_and(|n| n.to_str().ok() == Some("context")) {
                     context = (!value.is_none()).then_some(value);
                 } else {
-                    return Err(PyTypeError::new_err(format!("{method}() got an unexpected keyword argument '{name}'")));
+                    return Err(PyTypeError::new_err(format!(
+                        "{method}() got an unexpected keyword argument '{name}'"
+                    )));
                 }
             }
         }

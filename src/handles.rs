@@ -82,7 +82,6 @@ impl Args {
             Args::Many(t) => t.clone_ref(py),
         })
     }
-
 }
 
 /// The mutable part of a handle; emptied by `cancel()` so a cancelled handle keeps nothing
@@ -275,11 +274,7 @@ impl Handle {
             return Ok(());
         }
         // asyncio keeps the repr in debug mode so a later "slow callback" log can show it.
-        let repr = if loop_debug(py, &h.loop_) {
-            Some(slf.as_any().repr()?.into_any().unbind())
-        } else {
-            None
-        };
+        let repr = if loop_debug(py, &h.loop_) { Some(slf.as_any().repr()?.into_any().unbind()) } else { None };
         let (f, a) = {
             let mut cb = h.cb.borrow_mut(py)?;
             cb.repr = repr;
@@ -388,7 +383,12 @@ impl Drop for Held {
 /// # Safety
 /// `callback` and `context` must be live objects for the duration of the call.
 #[inline]
-unsafe fn call_raw(py: Python<'_>, callback: *mut ffi::PyObject, args: &Args, context: *mut ffi::PyObject) -> PyResult<()> {
+unsafe fn call_raw(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    args: &Args,
+    context: *mut ffi::PyObject,
+) -> PyResult<()> {
     // SAFETY: all pointers are live references held for the duration of the call; a
     // tuple's item array is read through CPython's public layout (non-limited API). Slot
     // 0 of `stack` is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
@@ -523,17 +523,11 @@ unsafe fn track_again(obj: *mut ffi::PyObject) {
 /// `ferroloop._handles`: the Python side of handles (repr, error reporting, logging).
 pub(crate) fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    MODULE
-        .get_or_try_init(py, || py.import("ferroloop._handles").map(Bound::unbind))
-        .map(|m| m.bind(py))
+    MODULE.get_or_try_init(py, || py.import("ferroloop._handles").map(Bound::unbind)).map(|m| m.bind(py))
 }
 
 fn loop_debug(py: Python<'_>, loop_: &Py<PyAny>) -> bool {
-    loop_
-        .bind(py)
-        .call_method0(pyo3::intern!(py, "get_debug"))
-        .and_then(|v| v.is_truthy())
-        .unwrap_or(false)
+    loop_.bind(py).call_method0(pyo3::intern!(py, "get_debug")).and_then(|v| v.is_truthy()).unwrap_or(false)
 }
 
 #[pymethods]

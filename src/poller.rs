@@ -193,12 +193,7 @@ impl Poller {
 
     /// Removes the reader or writer of `fd`; returns it (None if there was none), and the
     /// file object once nothing watches the fd any more.
-    pub(crate) fn remove_fd(
-        &mut self,
-        py: Python<'_>,
-        fd: RawFd,
-        dir: Direction,
-    ) -> Result<Released, FdError> {
+    pub(crate) fn remove_fd(&mut self, py: Python<'_>, fd: RawFd, dir: Direction) -> Result<Released, FdError> {
         if let Some(t) = self.transport_at(py, fd) {
             return Err(FdError::OwnedByTransport(t));
         }
@@ -329,9 +324,7 @@ impl Poller {
 fn rearm(registry: &Registry, fd: RawFd, key: usize, interest: Interest) -> io::Result<()> {
     match registry.reregister(&mut SourceFd(&fd), Token(key), interest) {
         // The fd was closed and reopened under the same number: epoll forgot the old one.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            registry.register(&mut SourceFd(&fd), Token(key), interest)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => registry.register(&mut SourceFd(&fd), Token(key), interest),
         other => other,
     }
 }

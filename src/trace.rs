@@ -320,7 +320,8 @@ impl Trace {
     pub(crate) fn start_live(&self, py: Python<'_>, hub: Py<PyAny>, threshold: f64) -> PyResult<()> {
         self.stop(py)?;
         self.start_watchdog(py, &hub, threshold)?;
-        let task_type = py.import(intern!(py, "asyncio"))?.getattr(intern!(py, "Task"))?.cast_into::<PyType>()?.unbind();
+        let task_type =
+            py.import(intern!(py, "asyncio"))?.getattr(intern!(py, "Task"))?.cast_into::<PyType>()?.unbind();
         let now = now_ns();
         *self.live.borrow_mut(py)? = Live {
             started_ns: now,
@@ -414,7 +415,9 @@ impl Trace {
             if let Some(key) = key {
                 if let Some(weak) = weak {
                     if live.tasks.len() >= live.prune_at {
-                        let dead: Vec<usize> = live.tasks.iter()
+                        let dead: Vec<usize> = live
+                            .tasks
+                            .iter()
                             .filter(|(_, acc)| acc.task.bind(py).upgrade().is_none())
                             .map(|(k, _)| *k)
                             .collect();

@@ -96,7 +96,12 @@ impl CoreLoop {
         Ok(handle)
     }
 
-    pub(super) fn unwatch_fd(base: &LoopBase, py: Python<'_>, fileobj: &Bound<'_, PyAny>, dir: Direction) -> PyResult<bool> {
+    pub(super) fn unwatch_fd(
+        base: &LoopBase,
+        py: Python<'_>,
+        fileobj: &Bound<'_, PyAny>,
+        dir: Direction,
+    ) -> PyResult<bool> {
         // As asyncio: an object without fileno() is refused even on a closed loop; any
         // number (a closed socket's -1 too) gets False there.
         let raw = fileobj_to_raw_fd(fileobj)?;
@@ -130,7 +135,11 @@ impl CoreLoop {
     }
 
     /// The transport owning `fd`, or None (asyncio's `_transports` lookup).
-    pub(super) fn transport_for_fd(base: &LoopBase, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+    pub(super) fn transport_for_fd(
+        base: &LoopBase,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let fd = fileobj_to_fd(fd)?;
         Ok(base.poller.borrow(py)?.as_ref().and_then(|p| p.transport_at(py, fd)))
     }

@@ -15,7 +15,6 @@
 //! `run.rs` the run-once step and its one observing hook (x-ray, debug timing); and
 //! `fd_watch.rs` add_reader/add_writer. Each adds methods to `CoreLoop`.
 
-
 mod fd_watch;
 mod run;
 mod schedule;
@@ -249,10 +248,8 @@ impl CoreLoop {
         let sources = base.poller.borrow_mut(py)?.take().map(|mut p| p.drain());
         let core = me.poll.borrow_mut(py)?.take();
         let waker = me.waker.borrow_mut(py)?.take();
-        let pools = (
-            std::mem::take(&mut *me.handle_pool.borrow_mut(py)?),
-            std::mem::take(&mut *me.timer_pool.borrow_mut(py)?),
-        );
+        let pools =
+            (std::mem::take(&mut *me.handle_pool.borrow_mut(py)?), std::mem::take(&mut *me.timer_pool.borrow_mut(py)?));
         drop((ready, timers, sources, core, waker, pools));
         Ok(())
     }

@@ -261,32 +261,32 @@ impl Probe {
 /// so the handle path of `run_entry` (every callback) stays small.
 #[inline(never)]
 fn run_io(py: Python<'_>, io: IoRef, bits: Readiness, debug: bool) -> PyResult<Option<Py<PyAny>>> {
-        let kind = io.kind();
-        let obj = io.into_obj().into_bound(py);
-        // An IoRef's kind is its object's class (`IoRef::new` takes it from the
-        // type), so each arm casts to the class the object is.
-        match kind {
-            IoKind::Socket => {
-                // SAFETY: kind Socket: the object is a SocketTransport (see above).
-                let t = unsafe { obj.cast_unchecked::<SocketTransport>() };
-                Stream::on_ready(t, bits)?;
-            }
-            IoKind::ReadPipe => {
-                // SAFETY: kind ReadPipe: the object is a ReadPipeTransport.
-                let t = unsafe { obj.cast_unchecked::<ReadPipeTransport>() };
-                Stream::on_ready(t, bits)?;
-            }
-            IoKind::WritePipe => {
-                // SAFETY: kind WritePipe: the object is a WritePipeTransport.
-                let t = unsafe { obj.cast_unchecked::<WritePipeTransport>() };
-                Stream::on_ready(t, bits)?;
-            }
-            IoKind::Datagram => {
-                // SAFETY: kind Datagram: the object is a DatagramTransport.
-                let t = unsafe { obj.cast_unchecked::<DatagramTransport>() };
-                DatagramTransport::on_ready(t, bits)?;
-            }
+    let kind = io.kind();
+    let obj = io.into_obj().into_bound(py);
+    // An IoRef's kind is its object's class (`IoRef::new` takes it from the
+    // type), so each arm casts to the class the object is.
+    match kind {
+        IoKind::Socket => {
+            // SAFETY: kind Socket: the object is a SocketTransport (see above).
+            let t = unsafe { obj.cast_unchecked::<SocketTransport>() };
+            Stream::on_ready(t, bits)?;
         }
+        IoKind::ReadPipe => {
+            // SAFETY: kind ReadPipe: the object is a ReadPipeTransport.
+            let t = unsafe { obj.cast_unchecked::<ReadPipeTransport>() };
+            Stream::on_ready(t, bits)?;
+        }
+        IoKind::WritePipe => {
+            // SAFETY: kind WritePipe: the object is a WritePipeTransport.
+            let t = unsafe { obj.cast_unchecked::<WritePipeTransport>() };
+            Stream::on_ready(t, bits)?;
+        }
+        IoKind::Datagram => {
+            // SAFETY: kind Datagram: the object is a DatagramTransport.
+            let t = unsafe { obj.cast_unchecked::<DatagramTransport>() };
+            DatagramTransport::on_ready(t, bits)?;
+        }
+    }
     Ok(debug.then(|| obj.unbind()))
 }
 

@@ -122,7 +122,12 @@ impl CoreLoop {
     }
 
     /// Reports to the recorder; its failures are printed, never raised into the program.
-    fn trace_event<A: for<'py> pyo3::call::PyCallArgs<'py>>(&self, py: Python<'_>, method: &str, args: A) -> PyResult<()> {
+    fn trace_event<A: for<'py> pyo3::call::PyCallArgs<'py>>(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        args: A,
+    ) -> PyResult<()> {
         let recorder = self.xray.borrow(py)?.as_ref().map(|r| r.clone_ref(py));
         if let Some(rec) = recorder {
             if let Err(e) = rec.bind(py).call_method1(method, args) {

@@ -184,7 +184,11 @@ impl TlsProtocol {
         use TlsState::*;
         let allowed = matches!(
             (st.state, new),
-            (_, Unwrapped) | (Unwrapped, DoHandshake) | (DoHandshake, Wrapped) | (Wrapped, Flushing) | (Flushing, Shutdown)
+            (_, Unwrapped)
+                | (Unwrapped, DoHandshake)
+                | (DoHandshake, Wrapped)
+                | (Wrapped, Flushing)
+                | (Flushing, Shutdown)
         );
         if !allowed {
             return Err(PyRuntimeError::new_err(format!(
@@ -301,7 +305,10 @@ impl TlsProtocol {
             let mut st = me.st.borrow_mut(py)?;
             if st.app_state == AppState::Init {
                 st.app_state = AppState::ConMade;
-                st.app_protocol.as_ref().map(|p| p.clone_ref(py)).zip(st.app_transport.as_ref().map(|t| t.clone_ref(py)))
+                st.app_protocol
+                    .as_ref()
+                    .map(|p| p.clone_ref(py))
+                    .zip(st.app_transport.as_ref().map(|t| t.clone_ref(py)))
             } else {
                 None
             }
@@ -320,7 +327,8 @@ impl TlsProtocol {
         let me = slf.get();
         let state = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.state == TlsState::Flushing && st.eof_received && st.app_reading_paused && st.shutdown_timer.is_none() {
+            if st.state == TlsState::Flushing && st.eof_received && st.app_reading_paused && st.shutdown_timer.is_none()
+            {
                 // The peer's EOF came while reading was paused and the app closes without
                 // resuming: nobody will read what is left, so finish (asyncio hangs here).
                 st.app_closed = true;
@@ -358,7 +366,8 @@ impl TlsProtocol {
         let py = slf.py();
         let me = slf.get();
         let eof = me.st.borrow(py)?.eof_received;
-        let unwrapped = if eof { Ok(()) } else { me.ssl.sslobj.bind(py).call_method0(intern!(py, "shutdown")).map(drop) };
+        let unwrapped =
+            if eof { Ok(()) } else { me.ssl.sslobj.bind(py).call_method0(intern!(py, "shutdown")).map(drop) };
         match unwrapped {
             Ok(()) => {
                 Self::process_outgoing(slf)?;
@@ -382,7 +391,8 @@ impl TlsProtocol {
             Some(exc) => Self::fatal_error(slf, &exc, "Fatal error on transport"),
             None => {
                 if let Some(t) = me.transport(py)? {
-                    me.loop_(py).call_method1(intern!(py, "call_soon"), (t.bind(py).getattr(intern!(py, "close"))?,))?;
+                    me.loop_(py)
+                        .call_method1(intern!(py, "call_soon"), (t.bind(py).getattr(intern!(py, "close"))?,))?;
                 }
                 Ok(())
             }
@@ -500,7 +510,11 @@ impl TlsProtocol {
                 Ok(n) => {
                     let n: usize = n.extract()?;
                     // the slice is made before the borrow: it may run Python code
-                    let rest = if n < len { Some(data.get_item(PySlice::new(py, n as isize, len as isize, 1))?) } else { None };
+                    let rest = if n < len {
+                        Some(data.get_item(PySlice::new(py, n as isize, len as isize, 1))?)
+                    } else {
+                        None
+                    };
                     let mut st = me.st.borrow_mut(py)?;
                     if let Some(rest) = rest {
                         let old = st.backlog.front_mut().map(|f| std::mem::replace(f, rest.unbind()));
@@ -527,7 +541,11 @@ impl TlsProtocol {
         let me = slf.get();
         let write = {
             let st = me.st.borrow(py)?;
-            if st.ssl_writing_paused { None } else { st.transport_write.as_ref().map(|w| w.clone_ref(py)) }
+            if st.ssl_writing_paused {
+                None
+            } else {
+                st.transport_write.as_ref().map(|w| w.clone_ref(py))
+            }
         };
         let mut left = pending(py, &me.ssl.outgoing)?;
         if let Some(write) = write {
@@ -571,7 +589,9 @@ impl TlsProtocol {
                 };
                 let end = match &receiver {
                     Receiver::Data(f) => Self::read_copied(slf, f)?,
-                    Receiver::Buffered { get_buffer, buffer_updated } => Self::read_buffered(slf, get_buffer, buffer_updated)?,
+                    Receiver::Buffered { get_buffer, buffer_updated } => {
+                        Self::read_buffered(slf, get_buffer, buffer_updated)?
+                    }
                 };
                 match end {
                     ReadEnd::Closed => {
@@ -981,7 +1001,13 @@ impl TlsProtocol {
         me.set_state(py, TlsState::Unwrapped)?;
         let dropped = {
             let mut st = me.st.borrow_mut(py)?;
-            (st.transport.take(), st.transport_write.take(), st.app_transport.take(), st.app_protocol.take(), st.receiver.take())
+            (
+                st.transport.take(),
+                st.transport_write.take(),
+                st.app_transport.take(),
+                st.app_protocol.take(),
+                st.receiver.take(),
+            )
         };
         drop(dropped);
         let exc = if exc.is_none() { None } else { Some(exc) };
@@ -1032,7 +1058,8 @@ impl TlsProtocol {
             }
             match me.state(py)? {
                 TlsState::DoHandshake => {
-                    let exc = pyo3::exceptions::PyConnectionResetError::new_err(()).into_value(py).into_bound(py).into_any();
+                    let exc =
+                        pyo3::exceptions::PyConnectionResetError::new_err(()).into_value(py).into_bound(py).into_any();
                     Self::on_handshake_complete(slf, Some(exc))?;
                 }
                 TlsState::Wrapped => {
@@ -1255,7 +1282,12 @@ impl TlsProtocol {
     }
 
     #[pyo3(signature = (name, default=None))]
-    fn get_extra_info(&self, py: Python<'_>, name: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let (extra, transport) = {
             let st = self.st.borrow(py)?;
             (st.extra.clone_ref(py), st.transport.as_ref().map(|t| t.clone_ref(py)))
@@ -1271,7 +1303,12 @@ impl TlsProtocol {
     }
 
     #[pyo3(signature = (name, default=None))]
-    fn _get_extra_info(&self, py: Python<'_>, name: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn _get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         self.get_extra_info(py, name, default)
     }
 

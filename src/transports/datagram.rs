@@ -19,7 +19,9 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 use socket2::{SockAddr, SockRef};
 
-use super::{check_bytes_like, in_context, py_side, python_minor, water_marks, Base, ByteView, Life, DEFAULT_HIGH_WATER};
+use super::{
+    check_bytes_like, in_context, py_side, python_minor, water_marks, Base, ByteView, Life, DEFAULT_HIGH_WATER,
+};
 use crate::gil_cell::GilCell;
 use crate::handles::is_fatal_to_loop;
 use crate::loop_base::{LoopBase, MAX_READ};
@@ -32,7 +34,11 @@ const READ_BATCH: usize = 32;
 /// 3.13 on, nothing before. A flush takes back exactly what sendto counted, so the size is
 /// 0 again once the buffer is empty (3.13's own transport takes back only the bytes).
 fn header_size(py: Python<'_>) -> usize {
-    if py.version_info() >= (3, 13) { 8 } else { 0 }
+    if py.version_info() >= (3, 13) {
+        8
+    } else {
+        0
+    }
 }
 
 struct State {
@@ -71,7 +77,13 @@ fn with_sock<R>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> R) -> R {
 /// (host, port) or (host, port, flowinfo, scope_id), as the socket module returns them.
 fn addr_to_py<'py>(py: Python<'py>, addr: &SockAddr) -> PyResult<Option<Bound<'py, PyAny>>> {
     Ok(match addr.as_socket() {
-        Some(SocketAddr::V4(a)) => Some(PyTuple::new(py, [a.ip().to_string().into_pyobject(py)?.into_any(), a.port().into_pyobject(py)?.into_any()])?.into_any()),
+        Some(SocketAddr::V4(a)) => Some(
+            PyTuple::new(
+                py,
+                [a.ip().to_string().into_pyobject(py)?.into_any(), a.port().into_pyobject(py)?.into_any()],
+            )?
+            .into_any(),
+        ),
         Some(SocketAddr::V6(a)) => Some(
             PyTuple::new(
                 py,
@@ -187,7 +199,8 @@ impl DatagramTransport {
             Ok(_) => Ok(()),
             Err(err) if is_fatal_to_loop(py, &err) => Err(err),
             Err(err) => {
-                let facade = slf.get().st.borrow(py)?.base.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
+                let facade =
+                    slf.get().st.borrow(py)?.base.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
                 py_side(py)?.call_method1(
                     intern!(py, "datagram_callback_failed"),
                     (slf.get().loop_.clone_ref(py), facade, err.into_value(py)),
@@ -206,10 +219,13 @@ impl DatagramTransport {
             with_sock(fd, |s| s.recv_from(uninit)).map(|(n, addr)| (PyBytes::new(py, &buf[..n]), addr))
         })?;
         Ok(match r {
-            Ok((data, addr)) => Received::Datagram(data.into_any().unbind(), match addr_to_py(py, &addr)? {
-                Some(a) => a.unbind(),
-                None => py.None(),
-            }),
+            Ok((data, addr)) => Received::Datagram(
+                data.into_any().unbind(),
+                match addr_to_py(py, &addr)? {
+                    Some(a) => a.unbind(),
+                    None => py.None(),
+                },
+            ),
             Err(e) if is_would_block(&e) => Received::Drained,
             Err(e) => Received::OsError(os_error_value(py, &e)?.unbind()),
         })
@@ -234,7 +250,12 @@ impl DatagramTransport {
     }
 
     /// One datagram to the socket.
-    fn send_one(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>, view: &[u8], addr: Option<&Bound<'_, PyAny>>) -> PyResult<SendOutcome> {
+    fn send_one(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        view: &[u8],
+        addr: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<SendOutcome> {
         let py = slf.py();
         let me = slf.get();
         let connected = me.st.borrow(py)?.connected;
@@ -255,10 +276,14 @@ impl DatagramTransport {
                 let addr = addr.map_or_else(|| py.None(), |a| a.clone().unbind());
                 match sock.bind(py).call_method1(intern!(py, "sendto"), (data, addr)) {
                     Ok(_) => Ok(SendOutcome::Sent),
-                    Err(e) if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) => {
+                    Err(e)
+                        if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) =>
+                    {
                         Ok(SendOutcome::WouldBlock)
                     }
-                    Err(e) if e.is_instance_of::<PyOSError>(py) => Ok(SendOutcome::OsError(e.into_value(py).into_any())),
+                    Err(e) if e.is_instance_of::<PyOSError>(py) => {
+                        Ok(SendOutcome::OsError(e.into_value(py).into_any()))
+                    }
                     Err(e) => Ok(SendOutcome::Other(e)),
                 }
             }
@@ -464,7 +489,10 @@ impl DatagramTransport {
         if let Some(fixed) = &fixed {
             if let Some(a) = &addr {
                 if !a.eq(fixed.bind(py))? {
-                    return Err(PyValueError::new_err(format!("Invalid address: must be None or {}", fixed.bind(py).str()?)));
+                    return Err(PyValueError::new_err(format!(
+                        "Invalid address: must be None or {}",
+                        fixed.bind(py).str()?
+                    )));
                 }
             }
             addr = Some(fixed.bind(py).clone());

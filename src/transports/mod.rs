@@ -19,9 +19,9 @@ use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::PyTraverseError;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyModule, PyTuple};
+use pyo3::PyTraverseError;
 
 use crate::handles::is_fatal_to_loop;
 use crate::loop_base::LoopBase;
@@ -102,9 +102,7 @@ impl Receiver {
 /// `ferroloop._transports`: facades, error reports, logging.
 pub(crate) fn py_side(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    MODULE
-        .get_or_try_init(py, || py.import("ferroloop._transports").map(Bound::unbind))
-        .map(|m| m.bind(py))
+    MODULE.get_or_try_init(py, || py.import("ferroloop._transports").map(Bound::unbind)).map(|m| m.bind(py))
 }
 
 /// Where a transport is in its life: asyncio's `_closing` and `_conn_lost` (a counter it
@@ -144,7 +142,12 @@ pub(crate) struct Base {
 }
 
 impl Base {
-    pub(crate) fn new(py: Python<'_>, facade: &Bound<'_, PyAny>, sock: &Bound<'_, PyAny>, protocol: &Bound<'_, PyAny>) -> PyResult<Base> {
+    pub(crate) fn new(
+        py: Python<'_>,
+        facade: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+    ) -> PyResult<Base> {
         Ok(Base {
             protocol: Some(protocol.clone().unbind()),
             facade: Some(facade.clone().unbind()),
@@ -271,7 +274,8 @@ pub(crate) fn report_fatal(
     quiet: &str,
 ) -> PyResult<()> {
     let (facade, protocol) = parts;
-    py_side(py)?.call_method1(intern!(py, "fatal_error"), (r#loop.clone_ref(py), facade, protocol, exc, message, quiet))?;
+    py_side(py)?
+        .call_method1(intern!(py, "fatal_error"), (r#loop.clone_ref(py), facade, protocol, exc, message, quiet))?;
     Ok(())
 }
 
@@ -519,11 +523,21 @@ pub(crate) fn schedule_start(
     waiter: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = r#loop.py();
-    LoopBase::call_soon_native(r#loop, protocol.getattr(intern!(py, "connection_made"))?, PyTuple::new(py, [facade])?, None)?;
+    LoopBase::call_soon_native(
+        r#loop,
+        protocol.getattr(intern!(py, "connection_made"))?,
+        PyTuple::new(py, [facade])?,
+        None,
+    )?;
     LoopBase::call_soon_native(r#loop, transport.getattr(intern!(py, "_start_reading"))?, PyTuple::empty(py), None)?;
     if let Some(waiter) = waiter {
         let setter = py_side(py)?.getattr(intern!(py, "set_result_unless_done"))?;
-        LoopBase::call_soon_native(r#loop, setter, PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?, None)?;
+        LoopBase::call_soon_native(
+            r#loop,
+            setter,
+            PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
+            None,
+        )?;
     }
     Ok(())
 }

@@ -52,7 +52,10 @@ extern "C" {
 }
 
 /// One read of up to READ_CHUNK bytes into a new bytes object, shrunk to what came.
-fn read_direct<K: StreamKind>(py: Python<'_>, fd: RawFd) -> PyResult<std::io::Result<(usize, Option<Bound<'_, PyBytes>>)>> {
+fn read_direct<K: StreamKind>(
+    py: Python<'_>,
+    fd: RawFd,
+) -> PyResult<std::io::Result<(usize, Option<Bound<'_, PyBytes>>)>> {
     // SAFETY: a fresh bytes object is ours alone until returned; we write at most its
     // length into it, and resize it (or release it) before anyone else sees it.
     unsafe {
@@ -256,7 +259,9 @@ impl Stream {
             Ok(r) => r,
             Err(protocol) => match Receiver::for_protocol(protocol.bind(py)) {
                 Ok(r) => r,
-                Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed."),
+                Err(err) => {
+                    return Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed.")
+                }
             },
         };
         match receiver {
@@ -323,7 +328,11 @@ impl Stream {
         }
     }
 
-    fn read_buffered<K: StreamKind>(slf: &Bound<'_, K>, get_buffer: &Py<PyAny>, buffer_updated: &Py<PyAny>) -> PyResult<()> {
+    fn read_buffered<K: StreamKind>(
+        slf: &Bound<'_, K>,
+        get_buffer: &Py<PyAny>,
+        buffer_updated: &Py<PyAny>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get().stream();
         let buf = match get_buffer.bind(py).call1((-1,)) {
@@ -430,7 +439,11 @@ impl Stream {
     }
 
     /// asyncio's `_fatal_error`: report (OSErrors only in debug mode), then force-close.
-    pub(super) fn fatal_error<K: StreamKind>(slf: &Bound<'_, K>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+    pub(super) fn fatal_error<K: StreamKind>(
+        slf: &Bound<'_, K>,
+        exc: &Bound<'_, PyAny>,
+        message: &str,
+    ) -> PyResult<()> {
         let py = slf.py();
         let parts = {
             let st = slf.get().stream().st.borrow(py)?;
@@ -872,7 +885,11 @@ impl Stream {
         Ok((st.base.low, st.base.high))
     }
 
-    pub(super) fn set_write_buffer_limits<K: StreamKind>(slf: &Bound<'_, K>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+    pub(super) fn set_write_buffer_limits<K: StreamKind>(
+        slf: &Bound<'_, K>,
+        high: Option<i64>,
+        low: Option<i64>,
+    ) -> PyResult<()> {
         let (high, low) = water_marks(high, low, DEFAULT_HIGH_WATER)?;
         {
             let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
@@ -964,7 +981,13 @@ impl Stream {
     pub(super) fn clear(&self) {
         Python::attach(|py| {
             let taken = self.st.borrow_mut(py).ok().map(|mut st| {
-                (st.base.protocol.take(), st.base.facade.take(), st.server.take(), st.receiver.take(), st.empty_waiter.take())
+                (
+                    st.base.protocol.take(),
+                    st.base.facade.take(),
+                    st.server.take(),
+                    st.receiver.take(),
+                    st.empty_waiter.take(),
+                )
             });
             drop(taken);
         });
