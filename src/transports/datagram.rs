@@ -318,17 +318,7 @@ impl DatagramTransport {
                     st.buf.push_front((data, addr));
                     return Ok(());
                 }
-                SendOutcome::OsError(exc) => {
-                    let Some(protocol) = me.protocol(py)? else { return Ok(()) };
-                    return Self::report(slf, protocol.bind(py).call_method1(intern!(py, "error_received"), (exc,)));
-                }
-                SendOutcome::Other(err) => {
-                    if is_fatal_to_loop(py, &err) {
-                        return Err(err);
-                    }
-                    let exc = err.into_value(py).into_bound(py).into_any();
-                    return Self::fatal_error(slf, &exc, "Fatal write error on datagram transport");
-                }
+                failed => return Self::send_failed(slf, failed),
             }
         }
         let resume = {
@@ -351,6 +341,26 @@ impl DatagramTransport {
             Self::call_connection_lost(slf, py.None().into_bound(py))?;
         }
         Ok(())
+    }
+
+    /// A send that failed: an OSError goes to `error_received` (the transport stays open,
+    /// as in asyncio), anything else is fatal.
+    fn send_failed(slf: &Bound<'_, Self>, outcome: SendOutcome) -> PyResult<()> {
+        let py = slf.py();
+        match outcome {
+            SendOutcome::Sent | SendOutcome::WouldBlock => Ok(()),
+            SendOutcome::OsError(exc) => {
+                let Some(protocol) = slf.get().protocol(py)? else { return Ok(()) };
+                Self::report(slf, protocol.bind(py).call_method1(intern!(py, "error_received"), (exc,)))
+            }
+            SendOutcome::Other(err) => {
+                if is_fatal_to_loop(py, &err) {
+                    return Err(err);
+                }
+                let exc = err.into_value(py).into_bound(py).into_any();
+                Self::fatal_error(slf, &exc, "Fatal write error on datagram transport")
+            }
+        }
     }
 
     fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
@@ -433,11 +443,7 @@ impl DatagramTransport {
     ) -> PyResult<Py<DatagramTransport>> {
         let py = r#loop.py();
         let core = r#loop.get();
-        core.check_open()?;
-        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-        if fd < 0 {
-            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
-        }
+        let fd = super::open_fd(r#loop, sock)?;
         let family: i32 = sock.getattr(intern!(py, "family"))?.extract()?;
         let transport = Py::new(
             py,
@@ -509,17 +515,7 @@ impl DatagramTransport {
             match Self::send_one(slf, data, view.as_slice(), addr.as_ref())? {
                 SendOutcome::Sent => return Ok(()),
                 SendOutcome::WouldBlock => {}
-                SendOutcome::OsError(exc) => {
-                    let Some(protocol) = me.protocol(py)? else { return Ok(()) };
-                    return Self::report(slf, protocol.bind(py).call_method1(intern!(py, "error_received"), (exc,)));
-                }
-                SendOutcome::Other(err) => {
-                    if is_fatal_to_loop(py, &err) {
-                        return Err(err);
-                    }
-                    let exc = err.into_value(py).into_bound(py).into_any();
-                    return Self::fatal_error(slf, &exc, "Fatal write error on datagram transport");
-                }
+                failed => return Self::send_failed(slf, failed),
             }
         }
         {

@@ -279,6 +279,17 @@ pub(crate) fn report_fatal(
     Ok(())
 }
 
+/// The fd a new transport is made over: the loop must be open, the file object's
+/// `fileno()` valid.
+pub(crate) fn open_fd(r#loop: &Bound<'_, LoopBase>, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    r#loop.get().check_open()?;
+    let fd: RawFd = sock.call_method0(intern!(sock.py(), "fileno"))?.extract()?;
+    if fd < 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+    }
+    Ok(fd)
+}
+
 /// `loop.call_soon(transport._call_connection_lost, exc)`.
 pub(crate) fn schedule_connection_lost(
     transport: &Bound<'_, PyAny>,

@@ -22,7 +22,7 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -646,11 +646,7 @@ impl Stream {
         let Ends { facade, sock, protocol } = ends;
         let py = r#loop.py();
         let core = r#loop.get();
-        core.check_open()?;
-        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-        if fd < 0 {
-            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
-        }
+        let fd = super::open_fd(r#loop, sock)?;
         let transport = make(Stream {
             fd,
             loop_: r#loop.clone().unbind(),
