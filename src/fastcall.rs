@@ -16,6 +16,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
+use crate::clock;
 use crate::event_loop::CoreLoop;
 use crate::handles::Args;
 
@@ -61,47 +62,54 @@ unsafe fn parse<'py>(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<Call<'py>> {
-    let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
-    let positional = if nargs == 0 { &[][..] } else { std::slice::from_raw_parts(args, nargs) };
-    let needed = 1 + with_prefix.is_some() as usize;
-    if positional.len() < needed {
-        let missing = if with_prefix.is_some() && positional.is_empty() {
-            format!("2 required positional arguments: '{}' and 'callback'", with_prefix.unwrap_or(""))
-        } else {
-            "1 required positional argument: 'callback'".to_string()
-        };
-        return Err(PyTypeError::new_err(format!("{method}() missing {missing}")));
-    }
-    let mut context = None;
-    if !kwnames.is_null() {
-        let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
-        let context_name = pyo3::intern!(py, "context");
-        for (i, name) in names.iter().enumerate() {
-            let value = Bound::from_borrowed_ptr(py, *args.add(nargs + i));
-            if name.is(context_name) || name.cast::<PyString>().is_ok_and(|n| n.to_str().ok() == Some("context")) {
-                context = (!value.is_none()).then_some(value);
+    // SAFETY: the caller's contract: `args` holds `nargs` positional arguments followed by
+    // one value per name in `kwnames` (a tuple, or NULL), all live for the call.
+    unsafe {
+        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+        let positional = if nargs == 0 { &[][..] } else { std::slice::from_raw_parts(args, nargs) };
+        let needed = 1 + with_prefix.is_some() as usize;
+        if positional.len() < needed {
+            let missing = if with_prefix.is_some() && positional.is_empty() {
+                format!("2 required positional arguments: '{}' and 'callback'", with_prefix.unwrap_or(""))
             } else {
-                return Err(PyTypeError::new_err(format!("{method}() got an unexpected keyword argument '{name}'")));
+                "1 required positional argument: 'callback'".to_string()
+            };
+            return Err(PyTypeError::new_err(format!("{method}() missing {missing}")));
+        }
+        let mut context = None;
+        if !kwnames.is_null() {
+            let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
+            let context_name = pyo3::intern!(py, "context");
+            for (i, name) in names.iter().enumerate() {
+                let value = Bound::from_borrowed_ptr(py, *args.add(nargs + i));
+                if name.is(context_name) || name.cast::<PyString>().is_ok_and(|n| n.to_str().ok() == Some("context")) {
+                    context = (!value.is_none()).then_some(value);
+                } else {
+                    return Err(PyTypeError::new_err(format!(
+                        "{method}() got an unexpected keyword argument '{name}'"
+                    )));
+                }
             }
         }
+        let (prefix, rest) = if with_prefix.is_some() {
+            (Some(Bound::from_borrowed_ptr(py, positional[0])), &positional[1..])
+        } else {
+            (None, positional)
+        };
+        Ok(Call {
+            prefix,
+            callback: Bound::from_borrowed_ptr(py, rest[0]),
+            args: Args::from_ptrs(py, &rest[1..])?,
+            context,
+        })
     }
-    let (prefix, rest) = if with_prefix.is_some() {
-        (Some(Bound::from_borrowed_ptr(py, positional[0])), &positional[1..])
-    } else {
-        (None, positional)
-    };
-    Ok(Call {
-        prefix,
-        callback: Bound::from_borrowed_ptr(py, rest[0]),
-        args: Args::from_ptrs(py, &rest[1..])?,
-        context,
-    })
 }
 
 /// # Safety
 /// `slf` must be a live CoreLoop (the method descriptor checks the type before calling).
 unsafe fn core<'py>(py: Python<'py>, slf: *mut ffi::PyObject) -> Bound<'py, CoreLoop> {
-    Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<CoreLoop>()
+    // SAFETY: the caller's contract: a live object whose type is CoreLoop or a subclass.
+    unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<CoreLoop>() }
 }
 
 unsafe extern "C" fn call_soon(
@@ -111,8 +119,11 @@ unsafe extern "C" fn call_soon(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     guard(|py| {
-        let call = parse(py, "call_soon", None, args, nargsf, kwnames)?;
-        let lp = core(py, slf);
+        // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method with a valid
+        // argument triple, and with `slf` of the type the descriptor was made for.
+        let call = unsafe { parse(py, "call_soon", None, args, nargsf, kwnames)? };
+        // SAFETY: as above.
+        let lp = unsafe { core(py, slf) };
         CoreLoop::schedule_soon(&lp, call.callback, call.args, call.context, false).map(Py::into_any)
     })
 }
@@ -124,8 +135,11 @@ unsafe extern "C" fn call_soon_threadsafe(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     guard(|py| {
-        let call = parse(py, "call_soon_threadsafe", None, args, nargsf, kwnames)?;
-        let lp = core(py, slf);
+        // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method with a valid
+        // argument triple, and with `slf` of the type the descriptor was made for.
+        let call = unsafe { parse(py, "call_soon_threadsafe", None, args, nargsf, kwnames)? };
+        // SAFETY: as above.
+        let lp = unsafe { core(py, slf) };
         CoreLoop::schedule_soon(&lp, call.callback, call.args, call.context, true).map(Py::into_any)
     })
 }
@@ -145,10 +159,13 @@ unsafe extern "C" fn call_later(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     guard(|py| {
-        let call = parse(py, "call_later", Some("delay"), args, nargsf, kwnames)?;
+        // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method with a valid
+        // argument triple, and with `slf` of the type the descriptor was made for.
+        let call = unsafe { parse(py, "call_later", Some("delay"), args, nargsf, kwnames)? };
         let delay = seconds(call.prefix.as_ref().expect("parsed"), "delay must not be None")?;
-        let lp = core(py, slf);
-        let when = lp.get().time_now() + delay;
+        // SAFETY: as above.
+        let lp = unsafe { core(py, slf) };
+        let when = clock::monotonic() + delay;
         CoreLoop::schedule_timer(&lp, when, call.callback, call.args, call.context).map(Py::into_any)
     })
 }
@@ -160,9 +177,12 @@ unsafe extern "C" fn call_at(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     guard(|py| {
-        let call = parse(py, "call_at", Some("when"), args, nargsf, kwnames)?;
+        // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method with a valid
+        // argument triple, and with `slf` of the type the descriptor was made for.
+        let call = unsafe { parse(py, "call_at", Some("when"), args, nargsf, kwnames)? };
         let when = seconds(call.prefix.as_ref().expect("parsed"), "when cannot be None")?;
-        let lp = core(py, slf);
+        // SAFETY: as above.
+        let lp = unsafe { core(py, slf) };
         CoreLoop::schedule_timer(&lp, when, call.callback, call.args, call.context).map(Py::into_any)
     })
 }
@@ -208,51 +228,57 @@ unsafe extern "C" fn create_task(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     guard(|py| {
-        let lp = core(py, slf);
-        let me = lp.get();
-        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
-        let tc = task_call(py)?;
-        let mut name: Option<*mut ffi::PyObject> = None;
-        let mut context: Option<*mut ffi::PyObject> = None;
-        let mut fast = nargs == 1 && me.plain_tasks(py);
-        if fast && !kwnames.is_null() {
-            let n = ffi::PyTuple_GET_SIZE(kwnames) as usize;
-            for i in 0..n {
-                let key = ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t);
-                let value = *args.add(nargs + i);
-                if key == tc.name.as_ptr() {
-                    name = Some(value);
-                } else if key == tc.context.as_ptr() {
-                    context = Some(value);
-                } else {
-                    fast = false;
+        // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method with `slf` of the
+        // descriptor's type (CoreLoop) and a valid argument triple: `args` holds `nargs`
+        // positional values, then one per name of the `kwnames` tuple (or NULL), all live
+        // for the call. The vectorcalls below get arrays laid out as vectorcall requires
+        // (slot 0 of `stack` is the scratch slot PY_VECTORCALL_ARGUMENTS_OFFSET allows).
+        unsafe {
+            let lp = core(py, slf);
+            let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+            let tc = task_call(py)?;
+            let mut name: Option<*mut ffi::PyObject> = None;
+            let mut context: Option<*mut ffi::PyObject> = None;
+            let mut fast = nargs == 1 && CoreLoop::plain_tasks(&lp);
+            if fast && !kwnames.is_null() {
+                let n = ffi::PyTuple_GET_SIZE(kwnames) as usize;
+                for i in 0..n {
+                    let key = ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t);
+                    let value = *args.add(nargs + i);
+                    if key == tc.name.as_ptr() {
+                        name = Some(value);
+                    } else if key == tc.context.as_ptr() {
+                        context = Some(value);
+                    } else {
+                        fast = false;
+                    }
                 }
             }
+            if !fast {
+                let slow = lp.getattr(pyo3::intern!(py, "_create_task_slow"))?;
+                let r = ffi::PyObject_Vectorcall(slow.as_ptr(), args, nargsf as usize, kwnames);
+                return Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind());
+            }
+            CoreLoop::base(&lp).check_open()?;
+            // [scratch, coro, name?, context?, loop], with the kwnames tuple for what is there
+            let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
+            stack[1] = *args;
+            let mut k = 2;
+            for value in [name, context].into_iter().flatten() {
+                stack[k] = value;
+                k += 1;
+            }
+            stack[k] = slf;
+            let which = usize::from(name.is_some()) | usize::from(context.is_some()) << 1;
+            let task_type = tc.tasks.bind(py).getattr(pyo3::intern!(py, "Task"))?;
+            let r = ffi::PyObject_Vectorcall(
+                task_type.as_ptr(),
+                stack.as_ptr().add(1),
+                1 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                tc.kwnames[which].as_ptr(),
+            );
+            Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
         }
-        if !fast {
-            let slow = lp.getattr(pyo3::intern!(py, "_create_task_slow"))?;
-            let r = ffi::PyObject_Vectorcall(slow.as_ptr(), args, nargsf as usize, kwnames);
-            return Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind());
-        }
-        me.check_open()?;
-        // [scratch, coro, name?, context?, loop], with the kwnames tuple for what is there
-        let mut stack: [*mut ffi::PyObject; 5] = [std::ptr::null_mut(); 5];
-        stack[1] = *args;
-        let mut k = 2;
-        for value in [name, context].into_iter().flatten() {
-            stack[k] = value;
-            k += 1;
-        }
-        stack[k] = slf;
-        let which = usize::from(name.is_some()) | usize::from(context.is_some()) << 1;
-        let task_type = tc.tasks.bind(py).getattr(pyo3::intern!(py, "Task"))?;
-        let r = ffi::PyObject_Vectorcall(
-            task_type.as_ptr(),
-            stack.as_ptr().add(1),
-            1 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-            tc.kwnames[which].as_ptr(),
-        );
-        Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
     })
 }
 

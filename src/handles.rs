@@ -5,10 +5,20 @@
 //! (`PyContext_Enter`/`Exit`, cheaper than `Context.run`) and vectorcalls the callback.
 //! What happens once per error or per repr (formatting, logging) is delegated to
 //! `ferroloop._handles`, the Python mirror of this file.
+//!
+//! Python 3.14's `_ThreadSafeHandle` semantics for the handles `call_soon_threadsafe`
+//! returns live here too (`Running`, `wait_while_running`): `cancel()` and `cancelled()`
+//! called from another thread wait while the callback is running (asyncio 3.14 holds an
+//! `RLock` across the run and in both methods; on the loop's own thread, inside the
+//! callback, they do not wait, as with an RLock). Only where the running Python does it
+//! (`CoreLoop::threadsafe_waits`, 3.14+): 3.11-3.13's handles never wait, as asyncio's
+//! there do not. The mark costs two atomic stores and an uncontended lock per such
+//! callback; a waiting thread sleeps on a condition variable with the GIL released, so
+//! the callback it waits for can go on.
 
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
@@ -36,12 +46,13 @@ impl Args {
     /// # Safety
     /// Every pointer must be a live object for the duration of the call.
     pub(crate) unsafe fn from_ptrs(py: Python<'_>, items: &[*mut ffi::PyObject]) -> PyResult<Args> {
-        let own = |p: *mut ffi::PyObject| Bound::from_borrowed_ptr(py, p).unbind();
+        // SAFETY: the caller's contract: every pointer is a live object.
+        let borrow = |p: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, p) };
         Ok(match items {
             [] => Args::Zero,
-            [a] => Args::One(own(*a)),
-            [a, b] => Args::Two(own(*a), own(*b)),
-            many => Args::Many(PyTuple::new(py, many.iter().map(|p| Bound::from_borrowed_ptr(py, *p)))?.unbind()),
+            [a] => Args::One(borrow(*a).unbind()),
+            [a, b] => Args::Two(borrow(*a).unbind(), borrow(*b).unbind()),
+            many => Args::Many(PyTuple::new(py, many.iter().map(|p| borrow(*p)))?.unbind()),
         })
     }
 
@@ -71,7 +82,6 @@ impl Args {
             Args::Many(t) => t.clone_ref(py),
         })
     }
-
 }
 
 /// The mutable part of a handle; emptied by `cancel()` so a cancelled handle keeps nothing
@@ -106,7 +116,7 @@ pub struct Handle {
     /// Filled only while the x-ray traces (trace.rs).
     pub(crate) tag: crate::trace::Tag,
     /// 3.14's threadsafe handle: cancel()/cancelled() wait for a running callback, whose
-    /// thread `running` holds meanwhile (threadsafe.rs).
+    /// thread `running` holds meanwhile (`Running`).
     pub(crate) waits: AtomicBool,
     pub(crate) running: AtomicU64,
 }
@@ -264,11 +274,7 @@ impl Handle {
             return Ok(());
         }
         // asyncio keeps the repr in debug mode so a later "slow callback" log can show it.
-        let repr = if loop_debug(py, &h.loop_) {
-            Some(slf.as_any().repr()?.into_any().unbind())
-        } else {
-            None
-        };
+        let repr = if loop_debug(py, &h.loop_) { Some(slf.as_any().repr()?.into_any().unbind()) } else { None };
         let (f, a) = {
             let mut cb = h.cb.borrow_mut(py)?;
             cb.repr = repr;
@@ -301,11 +307,28 @@ pub(crate) fn visit_held<T>(obj: &Py<T>, handle: &Handle, visit: &PyVisit<'_>) -
     }
 }
 
+/// SystemExit and KeyboardInterrupt escape the loop; everything else is reported.
+pub(crate) fn is_fatal_to_loop(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+/// Takes a handle out of the garbage collector's watch (PyO3 makes every pyclass
+/// collectable). Handles the loop makes hold no reference cycles of their own: they let go
+/// of their callback once run or cancelled, and while pending the loop holds them.
+/// Untracked, the collector never walks the thousands a busy loop has alive.
+#[inline]
+pub(crate) fn untracked<T>(obj: Py<T>) -> Py<T> {
+    // SAFETY: a live object of a GC type (every pyclass is); untracking an object that is
+    // not tracked is a no-op, and deallocation untracks again safely.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
+    obj
+}
+
 /// Runs a handle as the loop does: errors other than SystemExit/KeyboardInterrupt go to
 /// the loop's exception handler (asyncio's `Handle._run`).
 pub(crate) fn run_handle(py: Python<'_>, h: &Bound<'_, Handle>) -> PyResult<()> {
     if let Err(err) = h.get().call(py) {
-        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+        if is_fatal_to_loop(py, &err) {
             return Err(err);
         }
         // The handle may outlive this in the error context (a handler that keeps it): keep
@@ -360,7 +383,12 @@ impl Drop for Held {
 /// # Safety
 /// `callback` and `context` must be live objects for the duration of the call.
 #[inline]
-unsafe fn call_raw(py: Python<'_>, callback: *mut ffi::PyObject, args: &Args, context: *mut ffi::PyObject) -> PyResult<()> {
+unsafe fn call_raw(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    args: &Args,
+    context: *mut ffi::PyObject,
+) -> PyResult<()> {
     // SAFETY: all pointers are live references held for the duration of the call; a
     // tuple's item array is read through CPython's public layout (non-limited API). Slot
     // 0 of `stack` is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
@@ -382,7 +410,7 @@ unsafe fn call_raw(py: Python<'_>, callback: *mut ffi::PyObject, args: &Args, co
             }
             Args::Many(t) => {
                 let tuple = t.as_ptr() as *mut ffi::PyTupleObject;
-                ((*tuple).ob_item.as_ptr() as *const *mut ffi::PyObject, ffi::PyTuple_GET_SIZE(t.as_ptr()) as usize)
+                ((*tuple).ob_item.as_ptr(), ffi::PyTuple_GET_SIZE(t.as_ptr()) as usize)
             }
         };
         let flags = if matches!(args, Args::Many(_)) { 0 } else { ffi::PY_VECTORCALL_ARGUMENTS_OFFSET };
@@ -483,25 +511,23 @@ impl Drop for HandleContext {
 /// # Safety
 /// The GIL must be held and `obj` a live context object.
 unsafe fn track_again(obj: *mut ffi::PyObject) {
-    if ffi::PyObject_GC_IsTracked(obj) == 0 {
-        ffi::PyObject_GC_Track(obj.cast());
+    // SAFETY: the caller's contract (the GIL, a live context object); tracking only an
+    // untracked object is what PyObject_GC_Track requires.
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(obj) == 0 {
+            ffi::PyObject_GC_Track(obj.cast());
+        }
     }
 }
 
 /// `ferroloop._handles`: the Python side of handles (repr, error reporting, logging).
 pub(crate) fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    MODULE
-        .get_or_try_init(py, || py.import("ferroloop._handles").map(Bound::unbind))
-        .map(|m| m.bind(py))
+    MODULE.get_or_try_init(py, || py.import("ferroloop._handles").map(Bound::unbind)).map(|m| m.bind(py))
 }
 
 fn loop_debug(py: Python<'_>, loop_: &Py<PyAny>) -> bool {
-    loop_
-        .bind(py)
-        .call_method0(pyo3::intern!(py, "get_debug"))
-        .and_then(|v| v.is_truthy())
-        .unwrap_or(false)
+    loop_.bind(py).call_method0(pyo3::intern!(py, "get_debug")).and_then(|v| v.is_truthy()).unwrap_or(false)
 }
 
 #[pymethods]
@@ -523,7 +549,7 @@ impl Handle {
     }
 
     pub(crate) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
-        crate::threadsafe::wait_while_running(slf.py(), slf.get());
+        wait_while_running(slf.py(), slf.get());
         Handle::do_cancel(slf)
     }
 
@@ -539,7 +565,7 @@ impl Handle {
     }
 
     fn cancelled(slf: &Bound<'_, Self>) -> bool {
-        crate::threadsafe::wait_while_running(slf.py(), slf.get());
+        wait_while_running(slf.py(), slf.get());
         slf.get().is_cancelled()
     }
 
@@ -717,4 +743,50 @@ fn opt_eq(py: Python<'_>, a: Option<Py<PyAny>>, b: Option<Py<PyAny>>) -> PyResul
         (Some(a), Some(b)) => a.bind(py).eq(b.bind(py)),
         _ => Ok(false),
     }
+}
+
+// -- 3.14's threadsafe handles (see the module comment) ------------------------------------
+
+/// Signalled whenever a marked callback finishes (one for the process: waits are rare).
+static FINISHED: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+
+pub(crate) fn thread_ident() -> u64 {
+    // SAFETY: a plain query of the calling thread's ident (threading.get_ident()).
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// Marks `h` as running on this thread until dropped (also if the run unwinds).
+pub(crate) struct Running<'a>(&'a Handle);
+
+impl<'a> Running<'a> {
+    pub(crate) fn mark(h: &'a Handle) -> Self {
+        h.running.store(thread_ident(), SeqCst);
+        Running(h)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(0, SeqCst);
+        // Taking the lock orders this store before any waiter's re-check (no lost wake-up).
+        let _g = FINISHED.0.lock().unwrap_or_else(|e| e.into_inner());
+        FINISHED.1.notify_all();
+    }
+}
+
+/// Waits, with the GIL released, while another thread runs the callback of `h`.
+fn wait_while_running(py: Python<'_>, h: &Handle) {
+    if !h.waits.load(Relaxed) {
+        return;
+    }
+    let running = h.running.load(SeqCst);
+    if running == 0 || running == thread_ident() {
+        return;
+    }
+    py.detach(|| {
+        let mut g = FINISHED.0.lock().unwrap_or_else(|e| e.into_inner());
+        while h.running.load(SeqCst) != 0 {
+            g = FINISHED.1.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    });
 }

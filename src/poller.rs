@@ -4,7 +4,9 @@
 //! mio registers edge-triggered. asyncio's `add_reader`/`add_writer` promise level-triggered
 //! behaviour (the callback runs again next iteration while the fd stays ready), so a plain
 //! fd watcher is re-armed after each event: `epoll_ctl(MOD)` re-reports a still-ready fd.
-//! Native transports (later) need no re-arming: they track readiness themselves.
+//! Native transports need no re-arming: they track readiness themselves. The poller knows
+//! them only as `IoRef`s (a reference and a kind): it yields their readiness and never
+//! names a transport type.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -16,9 +18,8 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use pyo3::prelude::*;
 use slab::Slab;
 
-use crate::event_loop::Ready;
 use crate::handles::Handle;
-use crate::transports::{datagram::DatagramTransport, stream::StreamTransport, HUP, READ, WRITE};
+use crate::ready::{IoRef, Readiness, Ready, HUP, READ, WRITE};
 
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 const EVENTS_CAPACITY: usize = 1024;
@@ -53,9 +54,12 @@ impl FdWatch {
 /// What a slab entry is: a plain fd watcher, or a native transport.
 pub(crate) enum Source {
     Fd(FdWatch),
-    Stream(Py<StreamTransport>),
-    Datagram(Py<DatagramTransport>),
+    Io(IoRef),
 }
+
+/// What add_fd / remove_fd give back to be let go outside the borrow: the handle replaced
+/// or removed, and the file object no longer held.
+pub(crate) type Released = (Option<Py<Handle>>, Option<Py<PyAny>>);
 
 /// add_reader & co. refuse an fd that a transport owns (asyncio's
 /// `_ensure_fd_no_transport`); the caller turns this into the RuntimeError.
@@ -125,8 +129,7 @@ impl Poller {
         let key = *self.by_fd.get(&fd)?;
         match &self.sources[key] {
             Source::Fd(_) => None,
-            Source::Stream(t) => Some(t.clone_ref(py).into_any()),
-            Source::Datagram(t) => Some(t.clone_ref(py).into_any()),
+            Source::Io(t) => Some(t.obj().clone_ref(py)),
         }
     }
 
@@ -148,7 +151,7 @@ impl Poller {
         fileobj: Option<Py<PyAny>>,
         dir: Direction,
         handle: Py<Handle>,
-    ) -> Result<(Option<Py<Handle>>, Option<Py<PyAny>>), FdError> {
+    ) -> Result<Released, FdError> {
         if let Some(t) = self.transport_at(py, fd) {
             return Err(FdError::OwnedByTransport(t));
         }
@@ -190,12 +193,7 @@ impl Poller {
 
     /// Removes the reader or writer of `fd`; returns it (None if there was none), and the
     /// file object once nothing watches the fd any more.
-    pub(crate) fn remove_fd(
-        &mut self,
-        py: Python<'_>,
-        fd: RawFd,
-        dir: Direction,
-    ) -> Result<(Option<Py<Handle>>, Option<Py<PyAny>>), FdError> {
+    pub(crate) fn remove_fd(&mut self, py: Python<'_>, fd: RawFd, dir: Direction) -> Result<Released, FdError> {
         if let Some(t) = self.transport_at(py, fd) {
             return Err(FdError::OwnedByTransport(t));
         }
@@ -225,7 +223,7 @@ impl Poller {
 
     /// Registers a native transport (readable and writable, edge-triggered). An fd watcher
     /// on the same fd is displaced; it is returned, for its handles to be cancelled.
-    pub(crate) fn add_transport(&mut self, fd: RawFd, source: Source) -> io::Result<(usize, Option<FdWatch>)> {
+    pub(crate) fn add_transport(&mut self, fd: RawFd, io: IoRef) -> io::Result<(usize, Option<FdWatch>)> {
         let mut displaced = None;
         if let Some(key) = self.by_fd.remove(&fd) {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
@@ -236,7 +234,7 @@ impl Poller {
         let entry = self.sources.vacant_entry();
         let key = entry.key();
         self.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE | Interest::WRITABLE)?;
-        entry.insert(source);
+        entry.insert(Source::Io(io));
         self.by_fd.insert(fd, key);
         Ok((key, displaced))
     }
@@ -283,16 +281,10 @@ impl Poller {
                         let _ = rearm(&self.registry, w.fd, token.0, interest);
                     }
                 }
-                Source::Stream(t) => {
+                Source::Io(t) => {
                     let bits = readiness(ev);
                     if bits != 0 {
-                        ready.push_back(Ready::Stream(t.clone_ref(py), bits));
-                    }
-                }
-                Source::Datagram(t) => {
-                    let bits = readiness(ev);
-                    if bits != 0 {
-                        ready.push_back(Ready::Datagram(t.clone_ref(py), bits));
+                        ready.push_back(Ready::Io(t.clone_ref(py), bits));
                     }
                 }
             }
@@ -304,8 +296,7 @@ impl Poller {
         for (_, source) in self.sources.iter() {
             match source {
                 Source::Fd(_) => {}
-                Source::Stream(t) => f(t.as_any()),
-                Source::Datagram(t) => f(t.as_any()),
+                Source::Io(t) => f(t.obj()),
             }
         }
     }
@@ -333,16 +324,14 @@ impl Poller {
 fn rearm(registry: &Registry, fd: RawFd, key: usize, interest: Interest) -> io::Result<()> {
     match registry.reregister(&mut SourceFd(&fd), Token(key), interest) {
         // The fd was closed and reopened under the same number: epoll forgot the old one.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            registry.register(&mut SourceFd(&fd), Token(key), interest)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => registry.register(&mut SourceFd(&fd), Token(key), interest),
         other => other,
     }
 }
 
 /// Read/write bits of an event, as selectors.EpollSelector counts them: errors and
 /// hang-ups wake both directions.
-fn readiness(ev: &mio::event::Event) -> u8 {
+fn readiness(ev: &mio::event::Event) -> Readiness {
     let mut bits = 0;
     if ev.is_readable() || ev.is_error() || ev.is_read_closed() {
         bits |= READ;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::event_loop::Ready;
 use crate::handles::TimerHandle;
+use crate::ready::Ready;
 
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
 

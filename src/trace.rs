@@ -127,13 +127,20 @@ struct Live {
     threshold: f64,
 }
 
+/// One entry's run: its start and end on the loop's clock, and the CPU seconds it used.
+#[derive(Clone, Copy)]
+pub(crate) struct Span {
+    pub(crate) t0: f64,
+    pub(crate) t1: f64,
+    pub(crate) cpu: f64,
+}
+
 #[derive(Default)]
 pub(crate) struct Trace {
     on: AtomicBool,
     /// Live mode (counters only) rather than a recorder.
     live_on: AtomicBool,
     live: GilCell<Live>,
-    recorder: GilCell<Option<Py<PyAny>>>,
     /// `recorder._entry`, bound once: it is called after every entry.
     on_entry: GilCell<Option<Py<PyAny>>>,
     /// The entry running now: the cause of whatever it schedules.
@@ -231,10 +238,6 @@ impl Trace {
         self.next()
     }
 
-    pub(crate) fn recorder(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.recorder.borrow(py).ok().and_then(|r| r.as_ref().map(|r| r.clone_ref(py)))
-    }
-
     pub(crate) fn entry_callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.on_entry.borrow(py).ok().and_then(|r| r.as_ref().map(|r| r.clone_ref(py)))
     }
@@ -246,8 +249,9 @@ impl Trace {
         if let Ok(w) = self.watch.borrow(py) {
             if let Some(w) = w.as_ref() {
                 if w.loop_thread.load(Relaxed) == 0 {
-                    // SAFETY: pthread_self and gettid have no preconditions.
+                    // SAFETY: pthread_self has no preconditions.
                     w.loop_thread.store(unsafe { libc::pthread_self() } as u64, Relaxed);
+                    // SAFETY: nor has gettid.
                     #[cfg(target_os = "linux")]
                     w.loop_tid.store(unsafe { libc::gettid() } as u64, Relaxed);
                 }
@@ -307,7 +311,6 @@ impl Trace {
             self.start_watchdog(py, &recorder, threshold)?;
         }
         *self.on_entry.borrow_mut(py)? = Some(recorder.bind(py).getattr("_entry")?.unbind());
-        *self.recorder.borrow_mut(py)? = Some(recorder);
         self.on.store(true, Relaxed);
         Ok(())
     }
@@ -317,7 +320,8 @@ impl Trace {
     pub(crate) fn start_live(&self, py: Python<'_>, hub: Py<PyAny>, threshold: f64) -> PyResult<()> {
         self.stop(py)?;
         self.start_watchdog(py, &hub, threshold)?;
-        let task_type = py.import(intern!(py, "asyncio"))?.getattr(intern!(py, "Task"))?.cast_into::<PyType>()?.unbind();
+        let task_type =
+            py.import(intern!(py, "asyncio"))?.getattr(intern!(py, "Task"))?.cast_into::<PyType>()?.unbind();
         let now = now_ns();
         *self.live.borrow_mut(py)? = Live {
             started_ns: now,
@@ -368,9 +372,15 @@ impl Trace {
     }
 
     /// Live mode, after an entry ran: counters, the task's account, and the hub if it blocked.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn account(&self, py: Python<'_>, seq: u64, due_ns: u64, callback: Option<&Bound<'_, PyAny>>,
-                          t0: f64, t1: f64, cpu: f64) -> PyResult<()> {
+    pub(crate) fn account(
+        &self,
+        py: Python<'_>,
+        seq: u64,
+        due_ns: u64,
+        callback: Option<&Bound<'_, PyAny>>,
+        span: Span,
+    ) -> PyResult<()> {
+        let Span { t0, t1, cpu } = span;
         let t0_ns = (t0 * 1e9) as u64;
         let run_ns = ((t1 - t0).max(0.0) * 1e9) as u64;
         // A task seen for the first time gets a weak reference, made outside any borrow
@@ -405,7 +415,9 @@ impl Trace {
             if let Some(key) = key {
                 if let Some(weak) = weak {
                     if live.tasks.len() >= live.prune_at {
-                        let dead: Vec<usize> = live.tasks.iter()
+                        let dead: Vec<usize> = live
+                            .tasks
+                            .iter()
                             .filter(|(_, acc)| acc.task.bind(py).upgrade().is_none())
                             .map(|(k, _)| *k)
                             .collect();
@@ -475,7 +487,7 @@ impl Trace {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err("the x-ray watchdog thread panicked"));
             }
         }
-        let old = (self.recorder.borrow_mut(py)?.take(), self.on_entry.borrow_mut(py)?.take());
+        let old = self.on_entry.borrow_mut(py)?.take();
         drop(old);
         Ok(())
     }

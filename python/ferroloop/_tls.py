@@ -171,8 +171,8 @@ def new_protocol(loop, app_protocol, sslcontext, waiter, server_side=False, serv
     incoming = ssl.MemoryBIO()
     outgoing = ssl.MemoryBIO()
     sslobject = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=hostname)
-    proto = TlsProtocol(loop, app_protocol, sslcontext, sslobject, incoming, outgoing, waiter,
-                        call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout)
+    proto = TlsProtocol(loop, app_protocol, sslcontext, (sslobject, incoming, outgoing), waiter,
+                        call_connection_made, (ssl_handshake_timeout, ssl_shutdown_timeout))
     proto._set_app_transport(TlsTransport(loop, proto))
     return proto
 

@@ -12,7 +12,9 @@ from asyncio.log import logger
 from asyncio.protocols import BufferedProtocol  # noqa: F401  (the engines look it up here)
 
 from ._ferroloop import DatagramTransport as _DatagramEngine
-from ._ferroloop import StreamTransport as _StreamEngine
+from ._ferroloop import ReadPipeTransport as _ReadPipeEngine
+from ._ferroloop import SocketTransport as _SocketEngine
+from ._ferroloop import WritePipeTransport as _WritePipeEngine
 
 _STREAM_FAST = (
     "write", "writelines", "is_closing", "pause_reading", "resume_reading", "is_reading",
@@ -90,7 +92,7 @@ class SocketTransport(_FacadeMixin, transports.Transport):
         self._loop = loop
         self._sock = sock
         self._server = server
-        core = _StreamEngine.open(loop, self, sock, protocol, waiter, server)
+        core = _SocketEngine.open(loop, self, sock, protocol, waiter, server)
         self._core = core
         for name in _STREAM_FAST:
             setattr(self, name, getattr(core, name))
@@ -143,7 +145,7 @@ class ReadPipeTransport(_PipeFacadeMixin, transports.ReadTransport):
         if not (fifo or sock or char):
             raise ValueError("Pipe transport is for pipes/sockets only.")
         os.set_blocking(pipe.fileno(), False)
-        core = _StreamEngine.open(loop, self, pipe, protocol, waiter, None, "read_pipe")
+        core = _ReadPipeEngine.open(loop, self, pipe, protocol, waiter)
         self._core = core
         for name in ("is_closing", "pause_reading", "resume_reading", "is_reading", "close",
                      "get_protocol", "set_protocol"):
@@ -177,7 +179,7 @@ class WritePipeTransport(_PipeFacadeMixin, transports.Transport):
         os.set_blocking(pipe.fileno(), False)
         # Readability of a FIFO's or socket's write end means the reader went away.
         watch_close = sock or (fifo and not sys.platform.startswith("aix"))
-        core = _StreamEngine.open(loop, self, pipe, protocol, waiter, None, "write_pipe", watch_close)
+        core = _WritePipeEngine.open(loop, self, pipe, protocol, waiter, watch_close)
         self._core = core
         for name in ("write", "writelines", "is_closing", "get_write_buffer_size", "get_write_buffer_limits",
                      "set_write_buffer_limits", "write_eof", "can_write_eof", "abort",

@@ -25,14 +25,13 @@ use pyo3::PyTraverseError;
 
 use super::{py_tls, ssl_errors};
 use crate::gil_cell::GilCell;
+use crate::handles::is_fatal_to_loop;
+use crate::loop_base::MAX_READ as MAX_SIZE;
+use crate::transports::{water_marks, Receiver, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 
-/// asyncio's `SSLProtocol.max_size`: what one read of ciphertext or plaintext may take.
-const MAX_SIZE: usize = 256 * 1024;
-/// asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ / _WRITE (KiB).
-const HIGH_WATER_READ_KB: i64 = 256;
-const HIGH_WATER_WRITE_KB: i64 = 512;
-/// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+/// asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ / _WRITE.
+const HIGH_WATER_READ: usize = 256 * 1024;
+const HIGH_WATER_WRITE: usize = 512 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum TlsState {
@@ -61,24 +60,6 @@ enum AppState {
     ConMade,
     Eof,
     ConLost,
-}
-
-/// How plaintext reaches the app protocol; bound methods looked up once per protocol.
-enum Receiver {
-    Data(Py<PyAny>),
-    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
-}
-
-impl Receiver {
-    fn clone_ref(&self, py: Python<'_>) -> Receiver {
-        match self {
-            Receiver::Data(f) => Receiver::Data(f.clone_ref(py)),
-            Receiver::Buffered { get_buffer, buffer_updated } => Receiver::Buffered {
-                get_buffer: get_buffer.clone_ref(py),
-                buffer_updated: buffer_updated.clone_ref(py),
-            },
-        }
-    }
 }
 
 /// asyncio's `_set_app_protocol` rule: a BufferedProtocol with `get_buffer` gets buffered
@@ -156,7 +137,7 @@ fn pending(py: Python<'_>, bio: &Py<PyAny>) -> PyResult<usize> {
 }
 
 fn is_again(py: Python<'_>, err: &PyErr) -> PyResult<bool> {
-    Ok(err.value(py).is_instance(ssl_errors(py)?.again.bind(py))?)
+    err.value(py).is_instance(ssl_errors(py)?.again.bind(py))
 }
 
 fn is_exception(py: Python<'_>, err: &PyErr) -> bool {
@@ -172,20 +153,6 @@ fn new_buffer(py: Python<'_>) -> PyResult<(Py<PyByteArray>, Py<PyAny>)> {
     let buf = PyByteArray::new_with(py, MAX_SIZE, |_| Ok(()))?;
     let view = py.import(intern!(py, "builtins"))?.getattr(intern!(py, "memoryview"))?.call1((&buf,))?;
     Ok((buf.unbind(), view.unbind()))
-}
-
-/// asyncio's `add_flowcontrol_defaults`, rule and message.
-fn flow_defaults(high: Option<i64>, low: Option<i64>, kb: i64) -> PyResult<(usize, usize)> {
-    let hi = match (high, low) {
-        (Some(h), _) => h,
-        (None, Some(l)) => 4 * l,
-        (None, None) => kb * 1024,
-    };
-    let lo = low.unwrap_or(hi.div_euclid(4));
-    if !(hi >= lo && lo >= 0) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("high ({hi}) must be >= low ({lo}) must be >= 0")));
-    }
-    Ok((hi as usize, lo as usize))
 }
 
 /// What a plaintext read ended with.
@@ -217,7 +184,11 @@ impl TlsProtocol {
         use TlsState::*;
         let allowed = matches!(
             (st.state, new),
-            (_, Unwrapped) | (Unwrapped, DoHandshake) | (DoHandshake, Wrapped) | (Wrapped, Flushing) | (Flushing, Shutdown)
+            (_, Unwrapped)
+                | (Unwrapped, DoHandshake)
+                | (DoHandshake, Wrapped)
+                | (Wrapped, Flushing)
+                | (Flushing, Shutdown)
         );
         if !allowed {
             return Err(PyRuntimeError::new_err(format!(
@@ -334,7 +305,10 @@ impl TlsProtocol {
             let mut st = me.st.borrow_mut(py)?;
             if st.app_state == AppState::Init {
                 st.app_state = AppState::ConMade;
-                st.app_protocol.as_ref().map(|p| p.clone_ref(py)).zip(st.app_transport.as_ref().map(|t| t.clone_ref(py)))
+                st.app_protocol
+                    .as_ref()
+                    .map(|p| p.clone_ref(py))
+                    .zip(st.app_transport.as_ref().map(|t| t.clone_ref(py)))
             } else {
                 None
             }
@@ -353,7 +327,8 @@ impl TlsProtocol {
         let me = slf.get();
         let state = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.state == TlsState::Flushing && st.eof_received && st.app_reading_paused && st.shutdown_timer.is_none() {
+            if st.state == TlsState::Flushing && st.eof_received && st.app_reading_paused && st.shutdown_timer.is_none()
+            {
                 // The peer's EOF came while reading was paused and the app closes without
                 // resuming: nobody will read what is left, so finish (asyncio hangs here).
                 st.app_closed = true;
@@ -391,7 +366,8 @@ impl TlsProtocol {
         let py = slf.py();
         let me = slf.get();
         let eof = me.st.borrow(py)?.eof_received;
-        let unwrapped = if eof { Ok(()) } else { me.ssl.sslobj.bind(py).call_method0(intern!(py, "shutdown")).map(drop) };
+        let unwrapped =
+            if eof { Ok(()) } else { me.ssl.sslobj.bind(py).call_method0(intern!(py, "shutdown")).map(drop) };
         match unwrapped {
             Ok(()) => {
                 Self::process_outgoing(slf)?;
@@ -415,7 +391,8 @@ impl TlsProtocol {
             Some(exc) => Self::fatal_error(slf, &exc, "Fatal error on transport"),
             None => {
                 if let Some(t) = me.transport(py)? {
-                    me.loop_(py).call_method1(intern!(py, "call_soon"), (t.bind(py).getattr(intern!(py, "close"))?,))?;
+                    me.loop_(py)
+                        .call_method1(intern!(py, "call_soon"), (t.bind(py).getattr(intern!(py, "close"))?,))?;
                 }
                 Ok(())
             }
@@ -533,7 +510,11 @@ impl TlsProtocol {
                 Ok(n) => {
                     let n: usize = n.extract()?;
                     // the slice is made before the borrow: it may run Python code
-                    let rest = if n < len { Some(data.get_item(PySlice::new(py, n as isize, len as isize, 1))?) } else { None };
+                    let rest = if n < len {
+                        Some(data.get_item(PySlice::new(py, n as isize, len as isize, 1))?)
+                    } else {
+                        None
+                    };
                     let mut st = me.st.borrow_mut(py)?;
                     if let Some(rest) = rest {
                         let old = st.backlog.front_mut().map(|f| std::mem::replace(f, rest.unbind()));
@@ -560,7 +541,11 @@ impl TlsProtocol {
         let me = slf.get();
         let write = {
             let st = me.st.borrow(py)?;
-            if st.ssl_writing_paused { None } else { st.transport_write.as_ref().map(|w| w.clone_ref(py)) }
+            if st.ssl_writing_paused {
+                None
+            } else {
+                st.transport_write.as_ref().map(|w| w.clone_ref(py))
+            }
         };
         let mut left = pending(py, &me.ssl.outgoing)?;
         if let Some(write) = write {
@@ -604,7 +589,9 @@ impl TlsProtocol {
                 };
                 let end = match &receiver {
                     Receiver::Data(f) => Self::read_copied(slf, f)?,
-                    Receiver::Buffered { get_buffer, buffer_updated } => Self::read_buffered(slf, get_buffer, buffer_updated)?,
+                    Receiver::Buffered { get_buffer, buffer_updated } => {
+                        Self::read_buffered(slf, get_buffer, buffer_updated)?
+                    }
                 };
                 match end {
                     ReadEnd::Closed => {
@@ -754,7 +741,7 @@ impl TlsProtocol {
                 }
                 Ok(())
             }
-            Err(err) if crate::transports::is_fatal_to_loop(py, &err) => Err(err),
+            Err(err) if is_fatal_to_loop(py, &err) => Err(err),
             Err(err) => Self::fatal_error(slf, err.value(py).as_any(), "Error calling eof_received()"),
         }
     }
@@ -795,7 +782,7 @@ impl TlsProtocol {
         };
         let Some(protocol) = protocol else { return Ok(()) };
         if let Err(err) = protocol.bind(py).call_method0(method) {
-            if crate::transports::is_fatal_to_loop(py, &err) {
+            if is_fatal_to_loop(py, &err) {
                 return Err(err);
             }
             py_tls(py)?.call_method1(
@@ -866,28 +853,28 @@ impl TlsProtocol {
 #[pymethods]
 impl TlsProtocol {
     /// Made by `ferroloop._tls.new_protocol` (which validates, picks the context and calls
-    /// `wrap_bio`); the facade is attached with `_set_app_transport`.
+    /// `wrap_bio`): `tls` is `(sslobject, incoming, outgoing)` (the SSLObject and its two
+    /// MemoryBIOs), `timeouts` is `(ssl_handshake_timeout, ssl_shutdown_timeout)`. The
+    /// facade is attached with `_set_app_transport`.
     #[new]
-    #[pyo3(signature = (r#loop, app_protocol, sslcontext, sslobject, incoming, outgoing, waiter, call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (r#loop, app_protocol, sslcontext, tls, waiter, call_connection_made, timeouts))]
     fn new(
         r#loop: &Bound<'_, PyAny>,
         app_protocol: &Bound<'_, PyAny>,
         sslcontext: &Bound<'_, PyAny>,
-        sslobject: &Bound<'_, PyAny>,
-        incoming: &Bound<'_, PyAny>,
-        outgoing: &Bound<'_, PyAny>,
+        tls: (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>),
         waiter: Option<&Bound<'_, PyAny>>,
         call_connection_made: bool,
-        ssl_handshake_timeout: &Bound<'_, PyAny>,
-        ssl_shutdown_timeout: &Bound<'_, PyAny>,
+        timeouts: (Bound<'_, PyAny>, Bound<'_, PyAny>),
     ) -> PyResult<Self> {
+        let (sslobject, incoming, outgoing) = (&tls.0, &tls.1, &tls.2);
+        let (ssl_handshake_timeout, ssl_shutdown_timeout) = (&timeouts.0, &timeouts.1);
         let py = r#loop.py();
         let sslobj = sslobject.getattr(intern!(py, "_sslobj"))?;
         let (_, cipher_view) = new_buffer(py)?;
         let (plain_buf, plain_view) = new_buffer(py)?;
-        let (in_high, in_low) = flow_defaults(None, None, HIGH_WATER_READ_KB)?;
-        let (out_high, out_low) = flow_defaults(None, None, HIGH_WATER_WRITE_KB)?;
+        let (in_high, in_low) = water_marks(None, None, HIGH_WATER_READ)?;
+        let (out_high, out_low) = water_marks(None, None, HIGH_WATER_WRITE)?;
         let extra = PyDict::new(py);
         extra.set_item(intern!(py, "sslcontext"), sslcontext)?;
         Ok(TlsProtocol {
@@ -1014,7 +1001,13 @@ impl TlsProtocol {
         me.set_state(py, TlsState::Unwrapped)?;
         let dropped = {
             let mut st = me.st.borrow_mut(py)?;
-            (st.transport.take(), st.transport_write.take(), st.app_transport.take(), st.app_protocol.take(), st.receiver.take())
+            (
+                st.transport.take(),
+                st.transport_write.take(),
+                st.app_transport.take(),
+                st.app_protocol.take(),
+                st.receiver.take(),
+            )
         };
         drop(dropped);
         let exc = if exc.is_none() { None } else { Some(exc) };
@@ -1065,7 +1058,8 @@ impl TlsProtocol {
             }
             match me.state(py)? {
                 TlsState::DoHandshake => {
-                    let exc = pyo3::exceptions::PyConnectionResetError::new_err(()).into_value(py).into_bound(py).into_any();
+                    let exc =
+                        pyo3::exceptions::PyConnectionResetError::new_err(()).into_value(py).into_bound(py).into_any();
                     Self::on_handshake_complete(slf, Some(exc))?;
                 }
                 TlsState::Wrapped => {
@@ -1235,7 +1229,7 @@ impl TlsProtocol {
 
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = flow_defaults(high, low, HIGH_WATER_WRITE_KB)?;
+        let (h, l) = water_marks(high, low, HIGH_WATER_WRITE)?;
         {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
             st.out_high = h;
@@ -1255,7 +1249,7 @@ impl TlsProtocol {
 
     #[pyo3(signature = (high=None, low=None))]
     fn set_read_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (h, l) = flow_defaults(high, low, HIGH_WATER_READ_KB)?;
+        let (h, l) = water_marks(high, low, HIGH_WATER_READ)?;
         {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
             st.in_high = h;
@@ -1288,7 +1282,12 @@ impl TlsProtocol {
     }
 
     #[pyo3(signature = (name, default=None))]
-    fn get_extra_info(&self, py: Python<'_>, name: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let (extra, transport) = {
             let st = self.st.borrow(py)?;
             (st.extra.clone_ref(py), st.transport.as_ref().map(|t| t.clone_ref(py)))
@@ -1304,13 +1303,18 @@ impl TlsProtocol {
     }
 
     #[pyo3(signature = (name, default=None))]
-    fn _get_extra_info(&self, py: Python<'_>, name: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn _get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         self.get_extra_info(py, name, default)
     }
 
     /// For CPython's tests (`_SSLProtocolTransport._test__append_write_backlog`).
-    #[allow(non_snake_case)]
-    fn _test__append_write_backlog(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(name = "_test__append_write_backlog")]
+    fn test_append_write_backlog(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let len = data.len()?;
         let mut st = self.st.borrow_mut(data.py())?;
         st.backlog.push_back(data.clone().unbind());
@@ -1332,13 +1336,8 @@ impl TlsProtocol {
             for d in &st.backlog {
                 visit.call(d)?;
             }
-            match &st.receiver {
-                Some(Receiver::Data(f)) => visit.call(f)?,
-                Some(Receiver::Buffered { get_buffer, buffer_updated }) => {
-                    visit.call(get_buffer)?;
-                    visit.call(buffer_updated)?;
-                }
-                None => {}
+            if let Some(r) = &st.receiver {
+                r.visit(&visit)?;
             }
         }
         Ok(())

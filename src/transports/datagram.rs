@@ -19,14 +19,14 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 use socket2::{SockAddr, SockRef};
 
-use super::stream::water_marks;
 use super::{
-    check_bytes_like, in_context, is_fatal_to_loop, is_would_block, os_error_value, py_side, python_minor, ByteView, Readiness,
-    READ, WRITE,
+    check_bytes_like, in_context, py_side, python_minor, water_marks, Base, ByteView, Life, DEFAULT_HIGH_WATER,
 };
-use crate::event_loop::{CoreLoop, Ready};
 use crate::gil_cell::GilCell;
-use crate::poller::Source;
+use crate::handles::is_fatal_to_loop;
+use crate::loop_base::{LoopBase, MAX_READ};
+use crate::os::{is_would_block, os_error_value};
+use crate::ready::{IoKind, IoRef, IoSource, Readiness, Ready, READ, WRITE};
 
 /// Datagrams read per readiness before yielding to other callbacks.
 const READ_BATCH: usize = 32;
@@ -34,30 +34,26 @@ const READ_BATCH: usize = 32;
 /// 3.13 on, nothing before. A flush takes back exactly what sendto counted, so the size is
 /// 0 again once the buffer is empty (3.13's own transport takes back only the bytes).
 fn header_size(py: Python<'_>) -> usize {
-    if py.version_info() >= (3, 13) { 8 } else { 0 }
+    if py.version_info() >= (3, 13) {
+        8
+    } else {
+        0
+    }
 }
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 struct State {
-    protocol: Option<Py<PyAny>>,
-    facade: Option<Py<PyAny>>,
-    sock: Option<Py<PyAny>>,
-    context: Py<PyAny>,
-    key: Option<usize>,
+    base: Base,
     /// The fixed peer (`remote_addr`), as given: sendto() addresses must match it.
     address: Option<Py<PyAny>>,
     /// Connected socket: use send(), not sendto().
     connected: bool,
     buf: VecDeque<(Py<PyBytes>, Option<Py<PyAny>>)>,
+    /// What get_write_buffer_size reports: the bytes, and from 3.13 on a header each.
     buf_size: usize,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
-    closing: bool,
-    conn_lost: u32,
-    started: bool,
-    readable: bool,
+}
+
+impl IoSource for DatagramTransport {
+    const KIND: IoKind = IoKind::Datagram;
 }
 
 #[pyclass(module = "ferroloop._ferroloop", frozen)]
@@ -67,7 +63,7 @@ pub struct DatagramTransport {
     inet: bool,
     /// Per-datagram overhead in get_write_buffer_size (`header_size`).
     header: usize,
-    loop_: Py<CoreLoop>,
+    loop_: Py<LoopBase>,
     st: GilCell<State>,
 }
 
@@ -81,7 +77,13 @@ fn with_sock<R>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> R) -> R {
 /// (host, port) or (host, port, flowinfo, scope_id), as the socket module returns them.
 fn addr_to_py<'py>(py: Python<'py>, addr: &SockAddr) -> PyResult<Option<Bound<'py, PyAny>>> {
     Ok(match addr.as_socket() {
-        Some(SocketAddr::V4(a)) => Some(PyTuple::new(py, [a.ip().to_string().into_pyobject(py)?.into_any(), a.port().into_pyobject(py)?.into_any()])?.into_any()),
+        Some(SocketAddr::V4(a)) => Some(
+            PyTuple::new(
+                py,
+                [a.ip().to_string().into_pyobject(py)?.into_any(), a.port().into_pyobject(py)?.into_any()],
+            )?
+            .into_any(),
+        ),
         Some(SocketAddr::V6(a)) => Some(
             PyTuple::new(
                 py,
@@ -127,13 +129,13 @@ enum SendOutcome {
 }
 
 impl DatagramTransport {
-    fn core_loop(&self) -> &CoreLoop {
+    fn core_loop(&self) -> &LoopBase {
         self.loop_.get()
     }
 
     pub(crate) fn on_ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().st.borrow(py)?.context.clone_ref(py);
+        let ctx = slf.get().st.borrow(py)?.base.context.clone_ref(py);
         in_context(py, &ctx, || {
             if bits & READ != 0 {
                 Self::on_readable(slf)?;
@@ -146,7 +148,7 @@ impl DatagramTransport {
     }
 
     fn protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.st.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+        Ok(self.st.borrow(py)?.base.protocol.as_ref().map(|p| p.clone_ref(py)))
     }
 
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -154,21 +156,21 @@ impl DatagramTransport {
         let me = slf.get();
         {
             let mut st = me.st.borrow_mut(py)?;
-            st.readable = true;
-            if !st.started || st.closing || st.conn_lost > 0 {
+            st.base.readable = true;
+            if st.base.life != Life::Open {
                 return Ok(());
             }
         }
         for _ in 0..READ_BATCH {
             let Some(protocol) = me.protocol(py)? else { return Ok(()) };
-            if me.st.borrow(py)?.conn_lost > 0 {
+            if me.st.borrow(py)?.base.is_lost() {
                 return Ok(());
             }
             let got = if me.inet { Self::recv_native(slf)? } else { Self::recv_python(slf)? };
             let (data, addr) = match got {
                 Received::Datagram(d, a) => (d, a),
                 Received::Drained => {
-                    me.st.borrow_mut(py)?.readable = false;
+                    me.st.borrow_mut(py)?.base.readable = false;
                     return Ok(());
                 }
                 Received::OsError(exc) => {
@@ -186,7 +188,7 @@ impl DatagramTransport {
             Self::report(slf, protocol.bind(py).call_method1(intern!(py, "datagram_received"), (data, addr)))?;
         }
         // More may be waiting and the edge is spent: come back next iteration.
-        me.core_loop().push_ready(py, Ready::Datagram(slf.clone().unbind(), READ))
+        me.core_loop().push_ready(py, Ready::Io(IoRef::new(slf.clone().unbind()), READ))
     }
 
     /// asyncio lets exceptions of datagram_received/error_received escape the reader
@@ -197,7 +199,8 @@ impl DatagramTransport {
             Ok(_) => Ok(()),
             Err(err) if is_fatal_to_loop(py, &err) => Err(err),
             Err(err) => {
-                let facade = slf.get().st.borrow(py)?.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
+                let facade =
+                    slf.get().st.borrow(py)?.base.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
                 py_side(py)?.call_method1(
                     intern!(py, "datagram_callback_failed"),
                     (slf.get().loop_.clone_ref(py), facade, err.into_value(py)),
@@ -216,10 +219,13 @@ impl DatagramTransport {
             with_sock(fd, |s| s.recv_from(uninit)).map(|(n, addr)| (PyBytes::new(py, &buf[..n]), addr))
         })?;
         Ok(match r {
-            Ok((data, addr)) => Received::Datagram(data.into_any().unbind(), match addr_to_py(py, &addr)? {
-                Some(a) => a.unbind(),
-                None => py.None(),
-            }),
+            Ok((data, addr)) => Received::Datagram(
+                data.into_any().unbind(),
+                match addr_to_py(py, &addr)? {
+                    Some(a) => a.unbind(),
+                    None => py.None(),
+                },
+            ),
             Err(e) if is_would_block(&e) => Received::Drained,
             Err(e) => Received::OsError(os_error_value(py, &e)?.unbind()),
         })
@@ -227,10 +233,10 @@ impl DatagramTransport {
 
     fn recv_python(slf: &Bound<'_, Self>) -> PyResult<Received> {
         let py = slf.py();
-        let Some(sock) = slf.get().st.borrow(py)?.sock.as_ref().map(|s| s.clone_ref(py)) else {
+        let Some(sock) = slf.get().st.borrow(py)?.base.sock.as_ref().map(|s| s.clone_ref(py)) else {
             return Ok(Received::Drained);
         };
-        match sock.bind(py).call_method1(intern!(py, "recvfrom"), (256 * 1024,)) {
+        match sock.bind(py).call_method1(intern!(py, "recvfrom"), (MAX_READ,)) {
             Ok(pair) => {
                 let (d, a): (Py<PyAny>, Py<PyAny>) = pair.extract()?;
                 Ok(Received::Datagram(d, a))
@@ -244,16 +250,19 @@ impl DatagramTransport {
     }
 
     /// One datagram to the socket.
-    fn send_one(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>, view: &[u8], addr: Option<&Bound<'_, PyAny>>) -> PyResult<SendOutcome> {
+    fn send_one(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        view: &[u8],
+        addr: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<SendOutcome> {
         let py = slf.py();
         let me = slf.get();
         let connected = me.st.borrow(py)?.connected;
         let native = if connected {
             Some(with_sock(me.fd, |s| s.send(view)))
-        } else if let Some(sa) = addr.filter(|_| me.inet).and_then(addr_from_py) {
-            Some(with_sock(me.fd, |s| s.send_to(view, &sa)))
         } else {
-            None
+            addr.filter(|_| me.inet).and_then(addr_from_py).map(|sa| with_sock(me.fd, |s| s.send_to(view, &sa)))
         };
         match native {
             Some(Ok(_)) => Ok(SendOutcome::Sent),
@@ -261,16 +270,20 @@ impl DatagramTransport {
             Some(Err(e)) => Ok(SendOutcome::OsError(os_error_value(py, &e)?.unbind())),
             None => {
                 // Names to resolve, or a non-IP family: the socket module knows how.
-                let Some(sock) = me.st.borrow(py)?.sock.as_ref().map(|s| s.clone_ref(py)) else {
+                let Some(sock) = me.st.borrow(py)?.base.sock.as_ref().map(|s| s.clone_ref(py)) else {
                     return Ok(SendOutcome::Sent);
                 };
                 let addr = addr.map_or_else(|| py.None(), |a| a.clone().unbind());
                 match sock.bind(py).call_method1(intern!(py, "sendto"), (data, addr)) {
                     Ok(_) => Ok(SendOutcome::Sent),
-                    Err(e) if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) => {
+                    Err(e)
+                        if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) =>
+                    {
                         Ok(SendOutcome::WouldBlock)
                     }
-                    Err(e) if e.is_instance_of::<PyOSError>(py) => Ok(SendOutcome::OsError(e.into_value(py).into_any())),
+                    Err(e) if e.is_instance_of::<PyOSError>(py) => {
+                        Ok(SendOutcome::OsError(e.into_value(py).into_any()))
+                    }
                     Err(e) => Ok(SendOutcome::Other(e)),
                 }
             }
@@ -283,7 +296,7 @@ impl DatagramTransport {
         loop {
             let head = {
                 let mut st = me.st.borrow_mut(py)?;
-                if st.conn_lost > 0 {
+                if st.base.is_lost() {
                     return Ok(());
                 }
                 match st.buf.pop_front() {
@@ -305,35 +318,22 @@ impl DatagramTransport {
                     st.buf.push_front((data, addr));
                     return Ok(());
                 }
-                SendOutcome::OsError(exc) => {
-                    let Some(protocol) = me.protocol(py)? else { return Ok(()) };
-                    return Self::report(slf, protocol.bind(py).call_method1(intern!(py, "error_received"), (exc,)));
-                }
-                SendOutcome::Other(err) => {
-                    if is_fatal_to_loop(py, &err) {
-                        return Err(err);
-                    }
-                    let exc = err.into_value(py).into_bound(py).into_any();
-                    return Self::fatal_error(slf, &exc, "Fatal write error on datagram transport");
-                }
+                failed => return Self::send_failed(slf, failed),
             }
         }
         let resume = {
             let mut st = me.st.borrow_mut(py)?;
-            let resume = st.protocol_paused && st.buf_size <= st.low;
-            if resume {
-                st.protocol_paused = false;
-            }
-            resume.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
+            let size = st.buf_size;
+            st.base.resume_due(py, size)
         };
         if let Some(p) = resume {
             Self::call_flow_control(slf, &p, "resume_writing")?;
         }
         let finish = {
             let mut st = me.st.borrow_mut(py)?;
-            let finish = st.buf.is_empty() && st.closing && st.conn_lost == 0;
+            let finish = st.buf.is_empty() && st.base.life == Life::Closing;
             if finish {
-                st.conn_lost += 1;
+                st.base.lose();
             }
             finish
         };
@@ -343,31 +343,38 @@ impl DatagramTransport {
         Ok(())
     }
 
-    fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
+    /// A send that failed: an OSError goes to `error_received` (the transport stays open,
+    /// as in asyncio), anything else is fatal.
+    fn send_failed(slf: &Bound<'_, Self>, outcome: SendOutcome) -> PyResult<()> {
         let py = slf.py();
-        if let Err(err) = protocol.bind(py).call_method0(method) {
-            if is_fatal_to_loop(py, &err) {
-                return Err(err);
+        match outcome {
+            SendOutcome::Sent | SendOutcome::WouldBlock => Ok(()),
+            SendOutcome::OsError(exc) => {
+                let Some(protocol) = slf.get().protocol(py)? else { return Ok(()) };
+                Self::report(slf, protocol.bind(py).call_method1(intern!(py, "error_received"), (exc,)))
             }
-            let facade = slf.get().st.borrow(py)?.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py));
-            py_side(py)?.call_method1(
-                intern!(py, "flow_control_failed"),
-                (slf.get().loop_.clone_ref(py), facade, protocol, err.into_value(py), method),
-            )?;
+            SendOutcome::Other(err) => {
+                if is_fatal_to_loop(py, &err) {
+                    return Err(err);
+                }
+                let exc = err.into_value(py).into_bound(py).into_any();
+                Self::fatal_error(slf, &exc, "Fatal write error on datagram transport")
+            }
         }
-        Ok(())
+    }
+
+    fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
+        let facade = slf.get().st.borrow(slf.py())?.base.facade_or_none(slf.py());
+        super::call_flow_control(slf.py(), &slf.get().loop_, facade, protocol, method)
     }
 
     fn fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
         let py = slf.py();
-        let (facade, protocol) = {
+        let parts = {
             let st = slf.get().st.borrow(py)?;
-            (
-                st.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)),
-                st.protocol.as_ref().map_or_else(|| py.None(), |p| p.clone_ref(py)),
-            )
+            (st.base.facade_or_none(py), st.base.protocol_or_none(py))
         };
-        py_side(py)?.call_method1(intern!(py, "fatal_error"), (slf.get().loop_.clone_ref(py), facade, protocol, exc, message))?;
+        super::report_fatal(py, &slf.get().loop_, parts, exc, message, "oserror")?;
         Self::force_close(slf, Some(exc.clone().unbind()))
     }
 
@@ -375,23 +382,14 @@ impl DatagramTransport {
         let py = slf.py();
         let dropped = {
             let mut st = slf.get().st.borrow_mut(py)?;
-            if st.conn_lost > 0 {
+            if !st.base.lose() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
             st.buf_size = 0;
             std::mem::take(&mut st.buf)
         };
         drop(dropped);
-        Self::schedule_connection_lost(slf, exc)
-    }
-
-    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let callback = slf.getattr(intern!(py, "_call_connection_lost"))?;
-        let exc = exc.unwrap_or_else(|| py.None());
-        CoreLoop::call_soon_native(slf.get().loop_.bind(py), callback, PyTuple::new(py, [exc])?, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, exc)
     }
 
     fn call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -399,21 +397,25 @@ impl DatagramTransport {
         let me = slf.get();
         let (protocol, sock, facade, key, address) = {
             let mut st = me.st.borrow_mut(py)?;
-            (st.protocol.take(), st.sock.take(), st.facade.take(), st.key.take(), st.address.take())
+            (st.base.protocol.take(), st.base.sock.take(), st.base.facade.take(), st.base.key.take(), st.address.take())
         };
-        if let Some(key) = key {
-            me.core_loop().deregister(py, key, me.fd)?;
+        let ended = super::finish(py, me.core_loop(), (key, me.fd), (protocol, sock), exc);
+        drop((facade, address));
+        ended
+    }
+
+    /// Flow control after the buffer grew (sendto, new limits).
+    fn maybe_pause(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let pause = {
+            let mut st = slf.get().st.borrow_mut(py)?;
+            let size = st.buf_size;
+            st.base.pause_due(py, size)
+        };
+        match pause {
+            Some(p) => Self::call_flow_control(slf, &p, "pause_writing"),
+            None => Ok(()),
         }
-        let lost = match &protocol {
-            Some(p) => p.bind(py).call_method1(intern!(py, "connection_lost"), (exc,)).map(drop),
-            None => Ok(()),
-        };
-        let closed = match &sock {
-            Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
-            None => Ok(()),
-        };
-        drop((protocol, sock, facade, address));
-        lost.and(closed)
     }
 }
 
@@ -431,7 +433,7 @@ impl DatagramTransport {
     #[staticmethod]
     #[pyo3(signature = (r#loop, facade, sock, protocol, address=None, waiter=None, connected=false))]
     fn open(
-        r#loop: &Bound<'_, CoreLoop>,
+        r#loop: &Bound<'_, LoopBase>,
         facade: &Bound<'_, PyAny>,
         sock: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
@@ -441,11 +443,7 @@ impl DatagramTransport {
     ) -> PyResult<Py<DatagramTransport>> {
         let py = r#loop.py();
         let core = r#loop.get();
-        core.check_open()?;
-        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-        if fd < 0 {
-            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
-        }
+        let fd = super::open_fd(r#loop, sock)?;
         let family: i32 = sock.getattr(intern!(py, "family"))?.extract()?;
         let transport = Py::new(
             py,
@@ -455,39 +453,28 @@ impl DatagramTransport {
                 header: header_size(py),
                 loop_: r#loop.clone().unbind(),
                 st: GilCell::new(State {
-                    protocol: Some(protocol.clone().unbind()),
-                    facade: Some(facade.clone().unbind()),
-                    sock: Some(sock.clone().unbind()),
-                    context: crate::handles::copy_context(py)?,
-                    key: None,
+                    base: Base::new(py, facade, sock, protocol)?,
                     address: address.filter(|a| !a.is_none()).map(|a| a.clone().unbind()),
                     connected,
                     buf: VecDeque::new(),
                     buf_size: 0,
-                    high: DEFAULT_HIGH_WATER,
-                    low: DEFAULT_HIGH_WATER / 4,
-                    protocol_paused: false,
-                    closing: false,
-                    conn_lost: 0,
-                    started: false,
-                    readable: false,
                 }),
             },
         )?;
-        let key = core.register(py, fd, Source::Datagram(transport.clone_ref(py)))?;
-        transport.get().st.borrow_mut(py)?.key = Some(key);
-        super::schedule_start(r#loop, protocol, &facade, transport.bind(py).as_any(), waiter)?;
+        let key = core.register(py, fd, IoRef::new(transport.clone_ref(py)))?;
+        transport.get().st.borrow_mut(py)?.base.key = Some(key);
+        super::schedule_start(r#loop, protocol, facade, transport.bind(py).as_any(), waiter)?;
         Ok(transport)
     }
 
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let queue = {
             let mut st = slf.get().st.borrow_mut(slf.py())?;
-            st.started = true;
-            st.readable && !st.closing
+            st.base.start();
+            st.base.readable && !st.base.is_closing()
         };
         if queue {
-            slf.get().core_loop().push_ready(slf.py(), Ready::Datagram(slf.clone().unbind(), READ))?;
+            slf.get().core_loop().push_ready(slf.py(), Ready::Io(IoRef::new(slf.clone().unbind()), READ))?;
         }
         Ok(())
     }
@@ -501,21 +488,23 @@ impl DatagramTransport {
             return Ok(()); // before 3.13 asyncio sends no empty datagram
         }
         let mut addr = addr.filter(|a| !a.is_none());
-        let (fixed, conn_lost, buffered) = {
+        let (fixed, lost, buffered) = {
             let st = me.st.borrow(py)?;
-            (st.address.as_ref().map(|a| a.clone_ref(py)), st.conn_lost, !st.buf.is_empty())
+            (st.address.as_ref().map(|a| a.clone_ref(py)), st.base.is_lost(), !st.buf.is_empty())
         };
         if let Some(fixed) = &fixed {
             if let Some(a) = &addr {
                 if !a.eq(fixed.bind(py))? {
-                    return Err(PyValueError::new_err(format!("Invalid address: must be None or {}", fixed.bind(py).str()?)));
+                    return Err(PyValueError::new_err(format!(
+                        "Invalid address: must be None or {}",
+                        fixed.bind(py).str()?
+                    )));
                 }
             }
             addr = Some(fixed.bind(py).clone());
         }
-        if conn_lost > 0 && fixed.is_some() {
-            let warn = conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            me.st.borrow_mut(py)?.conn_lost += 1;
+        if lost && fixed.is_some() {
+            let warn = me.st.borrow_mut(py)?.base.drop_write();
             if warn {
                 py_side(py)?.call_method1(intern!(py, "log_warning"), ("socket.send() raised exception.",))?;
             }
@@ -526,49 +515,30 @@ impl DatagramTransport {
             match Self::send_one(slf, data, view.as_slice(), addr.as_ref())? {
                 SendOutcome::Sent => return Ok(()),
                 SendOutcome::WouldBlock => {}
-                SendOutcome::OsError(exc) => {
-                    let Some(protocol) = me.protocol(py)? else { return Ok(()) };
-                    return Self::report(slf, protocol.bind(py).call_method1(intern!(py, "error_received"), (exc,)));
-                }
-                SendOutcome::Other(err) => {
-                    if is_fatal_to_loop(py, &err) {
-                        return Err(err);
-                    }
-                    let exc = err.into_value(py).into_bound(py).into_any();
-                    return Self::fatal_error(slf, &exc, "Fatal write error on datagram transport");
-                }
+                failed => return Self::send_failed(slf, failed),
             }
         }
-        let pause = {
+        {
             let mut st = me.st.borrow_mut(py)?;
             st.buf.push_back((PyBytes::new(py, view.as_slice()).unbind(), addr.map(Bound::unbind)));
             st.buf_size += view.len() + me.header;
-            let pause = st.buf_size > st.high && !st.protocol_paused;
-            if pause {
-                st.protocol_paused = true;
-            }
-            pause.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
-        };
-        if let Some(p) = pause {
-            Self::call_flow_control(slf, &p, "pause_writing")?;
         }
-        Ok(())
+        Self::maybe_pause(slf)
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         {
             let mut st = slf.get().st.borrow_mut(py)?;
-            if st.closing {
+            if !st.base.close() {
                 return Ok(());
             }
-            st.closing = true;
             if !st.buf.is_empty() {
                 return Ok(());
             }
-            st.conn_lost += 1;
+            st.base.lose();
         }
-        Self::schedule_connection_lost(slf, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().loop_, None)
     }
 
     fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -584,11 +554,11 @@ impl DatagramTransport {
     }
 
     fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.closing)
+        Ok(self.st.borrow(py)?.base.is_closing())
     }
 
     fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.sock.is_none())
+        Ok(self.st.borrow(py)?.base.sock.is_none())
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
@@ -597,31 +567,22 @@ impl DatagramTransport {
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
         let st = self.st.borrow(py)?;
-        Ok((st.low, st.high))
+        Ok((st.base.low, st.base.high))
     }
 
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let py = slf.py();
-        let (high, low) = water_marks(high, low)?;
-        let pause = {
-            let mut st = slf.get().st.borrow_mut(py)?;
-            st.high = high;
-            st.low = low;
-            let pause = st.buf_size > st.high && !st.protocol_paused;
-            if pause {
-                st.protocol_paused = true;
-            }
-            pause.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
-        };
-        if let Some(p) = pause {
-            Self::call_flow_control(slf, &p, "pause_writing")?;
+        let (high, low) = water_marks(high, low, DEFAULT_HIGH_WATER)?;
+        {
+            let mut st = slf.get().st.borrow_mut(slf.py())?;
+            st.base.high = high;
+            st.base.low = low;
         }
-        Ok(())
+        Self::maybe_pause(slf)
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let old = self.st.borrow_mut(protocol.py())?.protocol.replace(protocol.clone().unbind());
+        let old = self.st.borrow_mut(protocol.py())?.base.protocol.replace(protocol.clone().unbind());
         drop(old);
         Ok(())
     }
@@ -631,7 +592,7 @@ impl DatagramTransport {
     }
 
     fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
-        match self.st.borrow(py)?.facade.as_ref().map(|f| f.clone_ref(py)) {
+        match self.st.borrow(py)?.base.facade.as_ref().map(|f| f.clone_ref(py)) {
             Some(f) => Ok(f.bind(py).repr()?.to_string()),
             None => Ok("<closed datagram transport>".into()),
         }
@@ -645,10 +606,7 @@ impl DatagramTransport {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
         if let Some(st) = self.st.try_borrow_for_gc() {
-            visit.call(&st.protocol)?;
-            visit.call(&st.facade)?;
-            visit.call(&st.sock)?;
-            visit.call(&st.context)?;
+            st.base.visit(&visit)?;
             visit.call(&st.address)?;
             for (_, a) in st.buf.iter() {
                 visit.call(a)?;
@@ -663,7 +621,7 @@ impl DatagramTransport {
                 .st
                 .borrow_mut(py)
                 .ok()
-                .map(|mut st| (st.protocol.take(), st.facade.take(), std::mem::take(&mut st.buf)));
+                .map(|mut st| (st.base.protocol.take(), st.base.facade.take(), std::mem::take(&mut st.buf)));
             drop(taken);
         });
     }

@@ -1,9 +1,12 @@
 //! Native transports: what runs per packet. Each kind is one file; this one holds what
-//! they share — readiness bits, borrowed views of Python bytes-like objects, the write
-//! buffer, the raw socket syscalls, and the link to `ferroloop._transports` (the Python
-//! side: facades that are real `asyncio.Transport` instances, error reporting).
+//! they share — borrowed views of Python bytes-like objects, the write buffer, and the
+//! link to `ferroloop._transports` (the Python side: facades that are real
+//! `asyncio.Transport` instances, error reporting). A transport sees its loop only as a
+//! `LoopBase` (loop_base.rs), and its readiness arrives as an `IoRef` entry (ready.rs).
 
 pub(crate) mod datagram;
+pub(crate) mod pipe;
+pub(crate) mod socket;
 pub(crate) mod stream;
 
 use std::collections::VecDeque;
@@ -13,110 +16,315 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::intern;
 use pyo3::types::{PyBytes, PyModule, PyTuple};
+use pyo3::PyTraverseError;
 
-use crate::event_loop::CoreLoop;
-
-pub(crate) type Readiness = u8;
-pub(crate) const READ: Readiness = 1;
-pub(crate) const WRITE: Readiness = 2;
-/// The peer closed its side (or the socket has an error): a read will not block even
-/// after a short read drained the data before it.
-pub(crate) const HUP: Readiness = 4;
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) const SEND_FLAGS: libc::c_int = 0;
+use crate::handles::is_fatal_to_loop;
+use crate::loop_base::LoopBase;
+use crate::os::{is_refused, last_os_error, SEND_FLAGS};
 
 /// How many buffered chunks one vectored send may carry (Linux's and macOS's IOV_MAX).
 const MAX_IOV: usize = 1024;
 
+/// asyncio's default high-water mark of a transport's write buffer (the low one is a
+/// quarter of it).
+pub(crate) const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+/// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes after the connection was
+/// lost are dropped, with a warning from this many on.
+pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// asyncio's `_set_write_buffer_limits` (and `sslproto.add_flowcontrol_defaults`) rule and
+/// message; `default_high` when neither mark is given.
+pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>, default_high: usize) -> PyResult<(usize, usize)> {
+    let high = match (high, low) {
+        (Some(h), _) => h,
+        (None, Some(l)) => 4 * l,
+        (None, None) => default_high as i64,
+    };
+    let low = low.unwrap_or(high.div_euclid(4)); // Python's high // 4, negatives included
+    if !(high >= low && low >= 0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "high ({high}) must be >= low ({low}) must be >= 0"
+        )));
+    }
+    Ok((high as usize, low as usize))
+}
+
+/// How received data reaches a protocol (a stream transport's, or the app protocol above
+/// TLS): its bound methods, looked up once per `set_protocol`.
+pub(crate) enum Receiver {
+    Data(Py<PyAny>),
+    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
+}
+
+impl Receiver {
+    /// A stream transport's rule (asyncio's `_SelectorSocketTransport.set_protocol`): a
+    /// `BufferedProtocol` gets buffered reads, anything else `data_received`.
+    pub(crate) fn for_protocol(protocol: &Bound<'_, PyAny>) -> PyResult<Receiver> {
+        let py = protocol.py();
+        let buffered = py_side(py)?.getattr(intern!(py, "BufferedProtocol"))?;
+        if protocol.is_instance(&buffered)? {
+            Ok(Receiver::Buffered {
+                get_buffer: protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
+                buffer_updated: protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
+            })
+        } else {
+            Ok(Receiver::Data(protocol.getattr(intern!(py, "data_received"))?.unbind()))
+        }
+    }
+
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Receiver {
+        match self {
+            Receiver::Data(f) => Receiver::Data(f.clone_ref(py)),
+            Receiver::Buffered { get_buffer, buffer_updated } => Receiver::Buffered {
+                get_buffer: get_buffer.clone_ref(py),
+                buffer_updated: buffer_updated.clone_ref(py),
+            },
+        }
+    }
+
+    pub(crate) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Receiver::Data(f) => visit.call(f),
+            Receiver::Buffered { get_buffer, buffer_updated } => {
+                visit.call(get_buffer)?;
+                visit.call(buffer_updated)
+            }
+        }
+    }
+}
+
 /// `ferroloop._transports`: facades, error reports, logging.
 pub(crate) fn py_side(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    MODULE
-        .get_or_try_init(py, || py.import("ferroloop._transports").map(Bound::unbind))
-        .map(|m| m.bind(py))
+    MODULE.get_or_try_init(py, || py.import("ferroloop._transports").map(Bound::unbind)).map(|m| m.bind(py))
 }
 
-pub(crate) fn last_os_error() -> io::Error {
-    io::Error::last_os_error()
+/// Where a transport is in its life: asyncio's `_closing` and `_conn_lost` (a counter it
+/// also uses as a flag) as one state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Life {
+    /// Made: `connection_made` is queued, reading starts after it (`_start_reading`).
+    Made,
+    /// Reading (unless paused), writing.
+    Open,
+    /// `close()` was called: what is buffered still drains, then connection_lost.
+    Closing,
+    /// `connection_lost` is scheduled or ran: nothing is read or sent any more.
+    Lost,
 }
 
-pub(crate) fn is_would_block(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+/// The state every native transport has (uvloop's basetransport, asyncio's
+/// `_SelectorTransport`): its objects, its registration, its life, flow control.
+pub(crate) struct Base {
+    pub(crate) protocol: Option<Py<PyAny>>,
+    pub(crate) facade: Option<Py<PyAny>>,
+    pub(crate) sock: Option<Py<PyAny>>,
+    /// Copied at creation: protocol callbacks for IO run in it.
+    pub(crate) context: Py<PyAny>,
+    /// The poller's key while registered.
+    pub(crate) key: Option<usize>,
+    pub(crate) life: Life,
+    /// Writes dropped since the connection was lost (asyncio counts them in `_conn_lost`
+    /// and warns from LOG_THRESHOLD_FOR_CONNLOST_WRITES on).
+    lost_writes: u32,
+    /// The write buffer's marks, and whether the protocol was told to pause writing.
+    pub(crate) high: usize,
+    pub(crate) low: usize,
+    protocol_paused: bool,
+    /// A readable edge not yet consumed by a read that came up short.
+    pub(crate) readable: bool,
 }
 
-/// The kernel refused (EAGAIN): only this arms the next writable edge. EINTR is not a
-/// refusal, the call is repeated.
-pub(crate) fn is_refused(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
+impl Base {
+    pub(crate) fn new(
+        py: Python<'_>,
+        facade: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+    ) -> PyResult<Base> {
+        Ok(Base {
+            protocol: Some(protocol.clone().unbind()),
+            facade: Some(facade.clone().unbind()),
+            sock: Some(sock.clone().unbind()),
+            context: crate::handles::copy_context(py)?,
+            key: None,
+            life: Life::Made,
+            lost_writes: 0,
+            high: DEFAULT_HIGH_WATER,
+            low: DEFAULT_HIGH_WATER / 4,
+            protocol_paused: false,
+            readable: false,
+        })
+    }
 
-/// `OSError(errno, strerror)`: Python picks the subclass (ConnectionResetError, ...).
-pub(crate) fn os_error_value<'py>(py: Python<'py>, e: &io::Error) -> PyResult<Bound<'py, PyAny>> {
-    Ok(os_error(e).into_value(py).into_bound(py).into_any())
-}
+    /// asyncio's `is_closing()`.
+    pub(crate) fn is_closing(&self) -> bool {
+        matches!(self.life, Life::Closing | Life::Lost)
+    }
 
-pub(crate) fn os_error(e: &io::Error) -> PyErr {
-    match e.raw_os_error() {
-        Some(code) => pyo3::exceptions::PyOSError::new_err((code, strerror(code))),
-        None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
+    pub(crate) fn is_lost(&self) -> bool {
+        self.life == Life::Lost
+    }
+
+    /// `_start_reading`: a transport not closed meanwhile is open now.
+    pub(crate) fn start(&mut self) {
+        if self.life == Life::Made {
+            self.life = Life::Open;
+        }
+    }
+
+    /// `close()`: false if it was already closing.
+    pub(crate) fn close(&mut self) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        self.life = Life::Closing;
+        true
+    }
+
+    /// The connection is lost (connection_lost is to be scheduled): false if it already was.
+    pub(crate) fn lose(&mut self) -> bool {
+        if self.is_lost() {
+            return false;
+        }
+        self.life = Life::Lost;
+        true
+    }
+
+    /// A write that is dropped: counted as asyncio counts it (`_conn_lost += 1`, which also
+    /// makes a closing transport a lost one); true when it is to be warned about.
+    pub(crate) fn drop_write(&mut self) -> bool {
+        let count = if self.is_lost() { 1 + self.lost_writes } else { 0 };
+        if self.is_lost() {
+            self.lost_writes += 1;
+        } else {
+            self.life = Life::Lost;
+        }
+        count >= LOG_THRESHOLD_FOR_CONNLOST_WRITES
+    }
+
+    /// Flow control after the buffer grew to `size`: the protocol to tell `pause_writing`.
+    pub(crate) fn pause_due(&mut self, py: Python<'_>, size: usize) -> Option<Py<PyAny>> {
+        if size <= self.high || self.protocol_paused {
+            return None;
+        }
+        self.protocol_paused = true;
+        self.protocol.as_ref().map(|p| p.clone_ref(py))
+    }
+
+    /// Flow control after the buffer shrank to `size`: the protocol to tell `resume_writing`.
+    pub(crate) fn resume_due(&mut self, py: Python<'_>, size: usize) -> Option<Py<PyAny>> {
+        if !self.protocol_paused || size > self.low {
+            return None;
+        }
+        self.protocol_paused = false;
+        self.protocol.as_ref().map(|p| p.clone_ref(py))
+    }
+
+    pub(crate) fn facade_or_none(&self, py: Python<'_>) -> Py<PyAny> {
+        self.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py))
+    }
+
+    pub(crate) fn protocol_or_none(&self, py: Python<'_>) -> Py<PyAny> {
+        self.protocol.as_ref().map_or_else(|| py.None(), |p| p.clone_ref(py))
+    }
+
+    pub(crate) fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.protocol)?;
+        visit.call(&self.facade)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.context)
     }
 }
 
-/// The C library's message for an errno, as Python shows it (without Rust's
-/// " (os error N)" suffix).
-pub(crate) fn strerror(code: i32) -> String {
-    let text = io::Error::from_raw_os_error(code).to_string();
-    match text.rfind(" (os error ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
+/// `pause_writing`/`resume_writing`; their errors go to the exception handler.
+pub(crate) fn call_flow_control(
+    py: Python<'_>,
+    r#loop: &Py<LoopBase>,
+    facade: Py<PyAny>,
+    protocol: &Py<PyAny>,
+    method: &str,
+) -> PyResult<()> {
+    if let Err(err) = protocol.bind(py).call_method0(method) {
+        if is_fatal_to_loop(py, &err) {
+            return Err(err);
+        }
+        py_side(py)?.call_method1(
+            intern!(py, "flow_control_failed"),
+            (r#loop.clone_ref(py), facade, protocol, err.into_value(py), method),
+        )?;
     }
+    Ok(())
 }
 
-pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is a valid writable region of buf.len() bytes for the duration of the call.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        Err(last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// asyncio's `_fatal_error` report: OSErrors (a peer gone) only in debug logs (read pipes
+/// keep quiet only about EIO, `quiet`), others to the exception handler.
+pub(crate) fn report_fatal(
+    py: Python<'_>,
+    r#loop: &Py<LoopBase>,
+    parts: (Py<PyAny>, Py<PyAny>),
+    exc: &Bound<'_, PyAny>,
+    message: &str,
+    quiet: &str,
+) -> PyResult<()> {
+    let (facade, protocol) = parts;
+    py_side(py)?
+        .call_method1(intern!(py, "fatal_error"), (r#loop.clone_ref(py), facade, protocol, exc, message, quiet))?;
+    Ok(())
 }
 
-pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: as recv.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(last_os_error())
-    } else {
-        Ok(n as usize)
+/// The fd a new transport is made over: the loop must be open, the file object's
+/// `fileno()` valid.
+pub(crate) fn open_fd(r#loop: &Bound<'_, LoopBase>, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    r#loop.get().check_open()?;
+    let fd: RawFd = sock.call_method0(intern!(sock.py(), "fileno"))?.extract()?;
+    if fd < 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
     }
+    Ok(fd)
 }
 
-pub(crate) fn write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: as send.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        Err(last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// `loop.call_soon(transport._call_connection_lost, exc)`.
+pub(crate) fn schedule_connection_lost(
+    transport: &Bound<'_, PyAny>,
+    r#loop: &Py<LoopBase>,
+    exc: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let py = transport.py();
+    let callback = transport.getattr(intern!(py, "_call_connection_lost"))?;
+    let exc = exc.unwrap_or_else(|| py.None());
+    LoopBase::call_soon_native(r#loop.bind(py), callback, PyTuple::new(py, [exc])?, None)
 }
 
-pub(crate) fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: data is a valid readable region for the duration of the call.
-    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) };
-    if n < 0 {
-        Err(last_os_error())
-    } else {
-        Ok(n as usize)
+/// The end every transport shares, once: forget the fd (before it is closed, so a reused
+/// number is never confused with ours), `protocol.connection_lost(exc)`, close the socket.
+pub(crate) fn finish(
+    py: Python<'_>,
+    r#loop: &LoopBase,
+    registration: (Option<usize>, RawFd),
+    ends: (Option<Py<PyAny>>, Option<Py<PyAny>>),
+    exc: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let ((key, fd), (protocol, sock)) = (registration, ends);
+    if let Some(key) = key {
+        r#loop.deregister(py, key, fd)?;
     }
+    let lost = match &protocol {
+        Some(p) => p.bind(py).call_method1(intern!(py, "connection_lost"), (exc,)).map(drop),
+        None => Ok(()),
+    };
+    let closed = match &sock {
+        Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
+        None => Ok(()),
+    };
+    drop((protocol, sock));
+    lost.and(closed)
 }
 
 /// A contiguous read-only view of a bytes-like object, valid while `self` lives.
@@ -219,7 +427,7 @@ impl WriteBuffer {
             return;
         }
         let chunk = match data.cast::<PyBytes>() {
-            Ok(b) if data.get_type().is(&data.py().get_type::<PyBytes>()) => (b.clone().unbind(), offset),
+            Ok(b) if data.get_type().is(data.py().get_type::<PyBytes>()) => (b.clone().unbind(), offset),
             _ => (PyBytes::new(data.py(), &view.as_slice()[offset..]).unbind(), 0),
         };
         self.chunks.push_back(chunk);
@@ -315,28 +523,32 @@ pub(crate) fn in_context<R>(py: Python<'_>, ctx: &Py<PyAny>, f: impl FnOnce() ->
     result
 }
 
-/// SystemExit and KeyboardInterrupt escape the loop; everything else is reported.
-pub(crate) fn is_fatal_to_loop(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
-        || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-}
-
 /// What asyncio does when a transport is born, in its order: `connection_made`, then
 /// reading starts, then the creator's waiter is woken — each in a later callback, so the
 /// protocol sees `connection_made` before any data.
 pub(crate) fn schedule_start(
-    r#loop: &Bound<'_, CoreLoop>,
+    r#loop: &Bound<'_, LoopBase>,
     protocol: &Bound<'_, PyAny>,
     facade: &Bound<'_, PyAny>,
     transport: &Bound<'_, PyAny>,
     waiter: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = r#loop.py();
-    CoreLoop::call_soon_native(r#loop, protocol.getattr(intern!(py, "connection_made"))?, PyTuple::new(py, [facade])?, None)?;
-    CoreLoop::call_soon_native(r#loop, transport.getattr(intern!(py, "_start_reading"))?, PyTuple::empty(py), None)?;
+    LoopBase::call_soon_native(
+        r#loop,
+        protocol.getattr(intern!(py, "connection_made"))?,
+        PyTuple::new(py, [facade])?,
+        None,
+    )?;
+    LoopBase::call_soon_native(r#loop, transport.getattr(intern!(py, "_start_reading"))?, PyTuple::empty(py), None)?;
     if let Some(waiter) = waiter {
         let setter = py_side(py)?.getattr(intern!(py, "set_result_unless_done"))?;
-        CoreLoop::call_soon_native(r#loop, setter, PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?, None)?;
+        LoopBase::call_soon_native(
+            r#loop,
+            setter,
+            PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
+            None,
+        )?;
     }
     Ok(())
 }

@@ -1,5 +1,10 @@
-//! The stream transport (TCP and Unix stream sockets): asyncio's
-//! `_SelectorSocketTransport`, natively.
+//! The stream engine: what asyncio's `_SelectorSocketTransport` and its Unix pipe
+//! transports share, natively, for the three stream classes (socket.rs: TCP and Unix
+//! stream sockets; pipe.rs: a pipe's read end, a pipe's write end). Each class holds a
+//! `Stream` and is its `StreamKind`: the engine's code is generic over the kind, which
+//! supplies the syscalls (read/write instead of recv/send), the messages, and the few
+//! places where asyncio's pipe transports differ (EOF closes a read pipe; write_eof
+//! closes a write pipe; a write pipe notices its reader going away).
 //!
 //! Reads go straight from the socket to the protocol (`data_received`, or `get_buffer` +
 //! `buffer_updated` for a BufferedProtocol), inside the context copied when the transport
@@ -12,32 +17,29 @@
 //! queues another read itself (more may be waiting and no new edge will come), and
 //! `resume_reading` re-queues a read when an edge arrived while paused.
 //!
-//! The same engine drives pipes (`connect_read_pipe`/`connect_write_pipe`, subprocess
-//! stdio): `Kind` switches the syscalls (read/write instead of recv/send) and the few
-//! places where asyncio's pipe transports differ (EOF closes a read pipe; write_eof closes
-//! a write pipe; a write pipe notices its reader going away).
-//!
 //! The Python object the protocol sees is a facade (`ferroloop._transports`, an
-//! `asyncio.Transport` subclass); this object is its engine.
+//! `asyncio.Transport` subclass); the native class is its engine.
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
+use pyo3::PyClass;
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    check_bytes_like, in_context, is_fatal_to_loop, is_refused, python_minor, is_would_block, os_error_value, py_side, recv, send, ByteView,
-    Readiness, WriteBuffer, HUP, READ, WRITE,
+    check_bytes_like, in_context, py_side, python_minor, water_marks, Base, ByteView, Life, Receiver, WriteBuffer,
+    DEFAULT_HIGH_WATER,
 };
-use crate::event_loop::{CoreLoop, Ready};
 use crate::gil_cell::GilCell;
-use crate::poller::Source;
+use crate::handles::is_fatal_to_loop;
+use crate::loop_base::LoopBase;
+use crate::os::{self, is_refused, is_would_block, os_error_value};
+use crate::ready::{IoRef, IoSource, Readiness, Ready, HUP, READ};
 
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// Reads this large switch a transport to reading straight into `bytes` objects.
 const DIRECT_READ_MIN: usize = 16 * 1024;
 /// What one direct read takes: below the C allocator's mmap and trim thresholds, so the
@@ -50,7 +52,10 @@ extern "C" {
 }
 
 /// One read of up to READ_CHUNK bytes into a new bytes object, shrunk to what came.
-fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Result<(usize, Option<Bound<'_, PyBytes>>)>> {
+fn read_direct<K: StreamKind>(
+    py: Python<'_>,
+    fd: RawFd,
+) -> PyResult<std::io::Result<(usize, Option<Bound<'_, PyBytes>>)>> {
     // SAFETY: a fresh bytes object is ours alone until returned; we write at most its
     // length into it, and resize it (or release it) before anyone else sees it.
     unsafe {
@@ -59,7 +64,7 @@ fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Resul
             return Err(PyErr::fetch(py));
         }
         let buf = std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj) as *mut u8, READ_CHUNK);
-        match kind.read(fd, buf) {
+        match K::read(fd, buf) {
             Err(e) => {
                 ffi::Py_DECREF(obj);
                 Ok(Err(e))
@@ -77,92 +82,74 @@ fn read_direct(py: Python<'_>, kind: Kind, fd: RawFd) -> PyResult<std::io::Resul
         }
     }
 }
-/// asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Socket,
-    ReadPipe,
-    WritePipe,
-}
+/// What a stream transport's kind decides: its syscalls, its messages, and the places
+/// where asyncio's pipe transports differ from its socket transport. Implemented by the
+/// three native classes (socket.rs: `SocketTransport`; pipe.rs: `ReadPipeTransport`,
+/// `WritePipeTransport`), each a `Stream` engine; the engine's code is generic over it,
+/// so a kind is decided at compile time (no kind value is tested at run time).
+pub(crate) trait StreamKind: IoSource + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    /// read(2)/write(2)/writev(2) rather than recv/send/sendmsg.
+    const PIPE: bool;
+    /// A read pipe: write() is refused.
+    const READ_ONLY: bool = false;
+    /// A write pipe: writes are dropped once it is closing (write_eof closes it).
+    const WRITE_ONLY: bool = false;
+    /// What asyncio's fatal-error report keeps quiet about: "oserror" (a peer gone is no
+    /// bug) or "eio" (a read pipe's closed pty).
+    const QUIET: &'static str = "oserror";
+    const READ_ERROR: &'static str;
+    const WRITE_ERROR: &'static str;
+    /// The warning for writes after the connection was lost.
+    const LOST_WRITE: &'static str;
 
-impl Kind {
-    fn parse(name: &str) -> PyResult<Kind> {
-        match name {
-            "socket" => Ok(Kind::Socket),
-            "read_pipe" => Ok(Kind::ReadPipe),
-            "write_pipe" => Ok(Kind::WritePipe),
-            other => Err(PyValueError::new_err(format!("unknown transport kind {other:?}"))),
+    fn stream(&self) -> &Stream;
+
+    /// IO readiness, inside the transport's context (`Stream::on_ready`).
+    fn ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()>;
+
+    /// The peer's EOF was read: a socket's half-close (`Stream::eof_received`) by default.
+    fn eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Stream::eof_received(slf)
+    }
+
+    /// `close()`: flush what is buffered, then connection_lost (`Stream::close`).
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Stream::close(slf)
+    }
+
+    /// `write_eof()`: a socket's shutdown(SHUT_WR) once flushed (`Stream::shutdown`).
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Stream::shutdown(slf)
+    }
+
+    fn read(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Self::PIPE {
+            os::read(fd, buf)
+        } else {
+            os::recv(fd, buf)
         }
     }
 
-    fn is_pipe(self) -> bool {
-        self != Kind::Socket
-    }
-
-    fn read_error(self) -> &'static str {
-        if self.is_pipe() { "Fatal read error on pipe transport" } else { "Fatal read error on socket transport" }
-    }
-
-    fn write_error(self) -> &'static str {
-        if self.is_pipe() { "Fatal write error on pipe transport" } else { "Fatal write error on socket transport" }
-    }
-
-    fn read(self, fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Kind::Socket => recv(fd, buf),
-            _ => super::read(fd, buf),
-        }
-    }
-
-    fn write(self, fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Kind::Socket => send(fd, data),
-            _ => super::write(fd, data),
-        }
-    }
-}
-
-/// How data reaches the protocol; bound methods looked up once per `set_protocol`.
-enum Receiver {
-    Data(Py<PyAny>),
-    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
-}
-
-impl Receiver {
-    fn clone_ref(&self, py: Python<'_>) -> Receiver {
-        match self {
-            Receiver::Data(f) => Receiver::Data(f.clone_ref(py)),
-            Receiver::Buffered { get_buffer, buffer_updated } => Receiver::Buffered {
-                get_buffer: get_buffer.clone_ref(py),
-                buffer_updated: buffer_updated.clone_ref(py),
-            },
+    fn write(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+        if Self::PIPE {
+            os::write(fd, data)
+        } else {
+            os::send(fd, data)
         }
     }
 }
 
+/// A stream's state: the base every transport has, and what streams add.
 struct State {
-    protocol: Option<Py<PyAny>>,
+    base: Base,
     receiver: Option<Receiver>,
-    facade: Option<Py<PyAny>>,
-    sock: Option<Py<PyAny>>,
     server: Option<Py<PyAny>>,
-    /// Copied at creation: protocol callbacks for IO run in it.
-    context: Py<PyAny>,
-    key: Option<usize>,
     buf: WriteBuffer,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
-    closing: bool,
-    conn_lost: u32,
     eof_written: bool,
-    started: bool,
+    /// pause_reading() (the protocol's own pause, not flow control of writes).
     paused: bool,
     read_eof: bool,
-    /// A readable edge not yet consumed by a read that came up short.
-    readable: bool,
     /// The peer's FIN (or an error) was seen: a short read does not mean drained, the
     /// EOF is still to be read.
     hup: bool,
@@ -175,88 +162,70 @@ struct State {
 
 impl State {
     fn can_read(&self) -> bool {
-        self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0
+        self.base.life == Life::Open && !self.paused && !self.read_eof
     }
 }
 
-#[pyclass(module = "ferroloop._ferroloop", frozen)]
-pub struct StreamTransport {
+/// The engine each stream transport class holds: its fd, its loop, its state.
+pub(crate) struct Stream {
     fd: RawFd,
-    kind: Kind,
-    /// A write pipe that is a FIFO or socket: readability means the reader went away.
-    watch_close: bool,
-    loop_: Py<CoreLoop>,
+    loop_: Py<LoopBase>,
     st: GilCell<State>,
 }
 
 /// The receiver, or None when the protocol has no such methods (a write pipe's
 /// BaseProtocol): then a read looks them up again and reports the AttributeError.
 fn receiver_or_none(protocol: &Bound<'_, PyAny>) -> Option<Receiver> {
-    receiver_for(protocol).ok()
+    Receiver::for_protocol(protocol).ok()
 }
 
-fn receiver_for(protocol: &Bound<'_, PyAny>) -> PyResult<Receiver> {
-    let py = protocol.py();
-    let buffered = py_side(py)?.getattr(intern!(py, "BufferedProtocol"))?;
-    if protocol.is_instance(&buffered)? {
-        Ok(Receiver::Buffered {
-            get_buffer: protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
-            buffer_updated: protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
-        })
-    } else {
-        Ok(Receiver::Data(protocol.getattr(intern!(py, "data_received"))?.unbind()))
-    }
-}
-
-impl StreamTransport {
-    fn core_loop(&self) -> &CoreLoop {
+impl Stream {
+    fn core_loop(&self) -> &LoopBase {
         self.loop_.get()
     }
 
-    /// IO readiness from the poller (via the ready queue). Reads first, as asyncio queues
-    /// the reader handle before the writer handle.
-    pub(crate) fn on_ready(slf: &Bound<'_, Self>, bits: Readiness) -> PyResult<()> {
+    /// IO readiness from the poller (via the ready queue), handled by the kind inside the
+    /// context copied when the transport was made, as asyncio runs its reader handle.
+    pub(crate) fn on_ready<K: StreamKind>(slf: &Bound<'_, K>, bits: Readiness) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().st.borrow(py)?.context.clone_ref(py);
-        in_context(py, &ctx, || {
-            let me = slf.get();
-            if me.kind == Kind::WritePipe {
-                if me.watch_close && bits & (READ | HUP) != 0 {
-                    return Self::peer_closed(slf);
-                }
-                if bits & WRITE != 0 {
-                    Self::flush(slf)?;
-                }
-                return Ok(());
-            }
-            if bits & HUP != 0 {
-                me.st.borrow_mut(py)?.hup = true;
-            }
-            if bits & READ != 0 {
-                Self::on_readable(slf)?;
-            }
-            if bits & WRITE != 0 && me.kind == Kind::Socket {
-                Self::flush(slf)?;
-                let waiter = me.st.borrow_mut(py)?.writable_waiter.take();
-                if let Some(w) = waiter {
-                    py_side(py)?.call_method1(intern!(py, "set_result_unless_done"), (w, py.None()))?;
-                }
-            }
-            Ok(())
-        })
+        let ctx = slf.get().stream().st.borrow(py)?.base.context.clone_ref(py);
+        in_context(py, &ctx, || K::ready(slf, bits))
+    }
+
+    /// The reading side of readiness (a socket's or a read pipe's). Reads first, as
+    /// asyncio queues the reader handle before the writer handle.
+    pub(super) fn readable<K: StreamKind>(slf: &Bound<'_, K>, bits: Readiness) -> PyResult<()> {
+        if bits & HUP != 0 {
+            slf.get().stream().st.borrow_mut(slf.py())?.hup = true;
+        }
+        if bits & READ != 0 {
+            Self::on_readable(slf)?;
+        }
+        Ok(())
+    }
+
+    /// A socket's writable edge: flush, and wake a sendfile waiting for room.
+    pub(super) fn writable<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        let py = slf.py();
+        Self::flush(slf)?;
+        let waiter = slf.get().stream().st.borrow_mut(py)?.writable_waiter.take();
+        if let Some(w) = waiter {
+            py_side(py)?.call_method1(intern!(py, "set_result_unless_done"), (w, py.None()))?;
+        }
+        Ok(())
     }
 
     /// A write pipe's reader closed: asyncio's `_UnixWritePipeTransport._read_ready`.
-    fn peer_closed(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn peer_closed<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
         let buffered = {
-            let st = slf.get().st.borrow(py)?;
-            if st.conn_lost > 0 {
+            let st = slf.get().stream().st.borrow(py)?;
+            if st.base.is_lost() {
                 return Ok(());
             }
             !st.buf.is_empty()
         };
-        if slf.get().core_loop().is_debug_mode() {
+        if slf.get().stream().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
         }
         let exc = if buffered {
@@ -267,20 +236,20 @@ impl StreamTransport {
         Self::force_close(slf, exc)
     }
 
-    fn queue_read(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().core_loop().push_ready(slf.py(), Ready::Stream(slf.clone().unbind(), READ))
+    fn queue_read<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        slf.get().stream().core_loop().push_ready(slf.py(), Ready::Io(IoRef::new(slf.clone().unbind()), READ))
     }
 
-    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+    fn on_readable<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let receiver = {
             let mut st = me.st.borrow_mut(py)?;
-            st.readable = true;
+            st.base.readable = true;
             if !st.can_read() {
                 return Ok(());
             }
-            match (&st.receiver, &st.protocol) {
+            match (&st.receiver, &st.base.protocol) {
                 (Some(r), _) => Ok(r.clone_ref(py)),
                 (None, Some(p)) => Err(p.clone_ref(py)),
                 (None, None) => return Ok(()),
@@ -288,9 +257,11 @@ impl StreamTransport {
         };
         let receiver = match receiver {
             Ok(r) => r,
-            Err(protocol) => match receiver_for(protocol.bind(py)) {
+            Err(protocol) => match Receiver::for_protocol(protocol.bind(py)) {
                 Ok(r) => r,
-                Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed."),
+                Err(err) => {
+                    return Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed.")
+                }
             },
         };
         match receiver {
@@ -304,7 +275,7 @@ impl StreamTransport {
     fn note_read(&self, py: Python<'_>, short: bool) -> PyResult<bool> {
         let mut st = self.st.borrow_mut(py)?;
         if short && !st.hup {
-            st.readable = false;
+            st.base.readable = false;
             return Ok(false);
         }
         Ok(!short || st.hup)
@@ -312,23 +283,23 @@ impl StreamTransport {
 
     /// The socket had nothing (more) to give: wait for the next edge.
     fn drained(&self, py: Python<'_>) -> PyResult<()> {
-        self.st.borrow_mut(py)?.readable = false;
+        self.st.borrow_mut(py)?.base.readable = false;
         Ok(())
     }
 
-    fn read_data(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
+    fn read_data<K: StreamKind>(slf: &Bound<'_, K>, data_received: &Py<PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
-        let (fd, kind) = (me.fd, me.kind);
+        let me = slf.get().stream();
+        let fd = me.fd;
         // Small reads land in the loop's scratch buffer and are copied into an exact-size
         // bytes; once a transport reads large chunks, it reads straight into a new bytes
         // and shrinks it (no copy of the data).
         let large = me.st.borrow(py)?.last_read >= DIRECT_READ_MIN;
         let result = if large {
-            read_direct(py, kind, fd)?.map(|(n, b)| (n, n == READ_CHUNK, b))
+            read_direct::<K>(py, fd)?.map(|(n, b)| (n, n == READ_CHUNK, b))
         } else {
             me.core_loop().with_read_buffer(py, |buf| {
-                kind.read(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
+                K::read(fd, buf).map(|n| (n, n == buf.len(), (n > 0).then(|| PyBytes::new(py, &buf[..n]))))
             })?
         };
         if let Ok((n, _, _)) = &result {
@@ -339,11 +310,11 @@ impl StreamTransport {
             Err(e) => {
                 me.drained(py)?;
                 let exc = os_error_value(py, &e)?;
-                Self::fatal_error(slf, &exc, me.kind.read_error())
+                Self::fatal_error(slf, &exc, K::READ_ERROR)
             }
             Ok((_, _, None)) => {
                 me.drained(py)?;
-                Self::on_eof(slf)
+                K::eof(slf)
             }
             Ok((_, full, Some(data))) => {
                 if me.note_read(py, !full)? {
@@ -357,9 +328,13 @@ impl StreamTransport {
         }
     }
 
-    fn read_buffered(slf: &Bound<'_, Self>, get_buffer: &Py<PyAny>, buffer_updated: &Py<PyAny>) -> PyResult<()> {
+    fn read_buffered<K: StreamKind>(
+        slf: &Bound<'_, K>,
+        get_buffer: &Py<PyAny>,
+        buffer_updated: &Py<PyAny>,
+    ) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let buf = match get_buffer.bind(py).call1((-1,)) {
             Ok(b) => b,
             Err(err) => return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed."),
@@ -374,7 +349,7 @@ impl StreamTransport {
                 return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed.");
             }
             let cap = view.len();
-            me.kind.read(me.fd, view.as_mut_slice()).map(|n| (n, n == cap))
+            K::read(me.fd, view.as_mut_slice()).map(|n| (n, n == cap))
         };
         drop(buf);
         match received {
@@ -382,11 +357,11 @@ impl StreamTransport {
             Err(e) => {
                 me.drained(py)?;
                 let exc = os_error_value(py, &e)?;
-                Self::fatal_error(slf, &exc, me.kind.read_error())
+                Self::fatal_error(slf, &exc, K::READ_ERROR)
             }
             Ok((0, _)) => {
                 me.drained(py)?;
-                Self::on_eof(slf)
+                K::eof(slf)
             }
             Ok((n, full)) => {
                 if me.note_read(py, !full)? {
@@ -400,27 +375,26 @@ impl StreamTransport {
         }
     }
 
-    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// The peer's EOF on a socket: `eof_received`, and a close unless it asks to stay open
+    /// (half-close).
+    pub(super) fn eof_received<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        if slf.get().kind == Kind::ReadPipe {
-            return Self::pipe_eof(slf);
-        }
         let protocol = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             st.read_eof = true;
-            match &st.protocol {
+            match &st.base.protocol {
                 Some(p) => p.clone_ref(py),
                 None => return Ok(()),
             }
         };
-        if slf.get().core_loop().is_debug_mode() {
+        if slf.get().stream().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_debug"), ("%r received EOF", Self::facade(slf)?))?;
         }
         match protocol.bind(py).call_method0(intern!(py, "eof_received")) {
             Err(err) => Self::callback_failed(slf, err, "Fatal error: protocol.eof_received() call failed."),
             Ok(keep_open) => {
                 if !keep_open.is_truthy()? {
-                    Self::do_close(slf)?;
+                    K::close(slf)?;
                 }
                 Ok(())
             }
@@ -429,31 +403,29 @@ impl StreamTransport {
 
     /// The writer of a read pipe closed: eof_received and connection_lost follow on the
     /// next iteration, and the transport is closed (no half-close for pipes).
-    fn pipe_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn pipe_eof<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
         let protocol = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             st.read_eof = true;
-            if st.conn_lost > 0 {
+            if !st.base.lose() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
+            st.base.protocol.as_ref().map(|p| p.clone_ref(py))
         };
-        if slf.get().core_loop().is_debug_mode() {
+        if slf.get().stream().core_loop().is_debug() {
             py_side(py)?.call_method1(intern!(py, "log_info"), ("%r was closed by peer", Self::facade(slf)?))?;
         }
         if let Some(protocol) = protocol {
             let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
-            CoreLoop::call_soon_native(slf.get().loop_.bind(py), eof, PyTuple::empty(py), None)?;
+            LoopBase::call_soon_native(slf.get().stream().loop_.bind(py), eof, PyTuple::empty(py), None)?;
         }
-        Self::schedule_connection_lost(slf, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, None)
     }
 
     /// A protocol callback raised: SystemExit/KeyboardInterrupt leave the loop, anything
     /// else is a fatal error of this transport.
-    fn callback_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+    fn callback_failed<K: StreamKind>(slf: &Bound<'_, K>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         if is_fatal_to_loop(py, &err) {
             return Err(err);
@@ -462,86 +434,67 @@ impl StreamTransport {
         Self::fatal_error(slf, &exc, message)
     }
 
-    fn facade(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        Ok(slf.get().st.borrow(py)?.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)))
+    fn facade<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<Py<PyAny>> {
+        Ok(slf.get().stream().st.borrow(slf.py())?.base.facade_or_none(slf.py()))
     }
 
     /// asyncio's `_fatal_error`: report (OSErrors only in debug mode), then force-close.
-    fn fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+    pub(super) fn fatal_error<K: StreamKind>(
+        slf: &Bound<'_, K>,
+        exc: &Bound<'_, PyAny>,
+        message: &str,
+    ) -> PyResult<()> {
         let py = slf.py();
-        let (facade, protocol) = {
-            let st = slf.get().st.borrow(py)?;
-            (
-                st.facade.as_ref().map_or_else(|| py.None(), |f| f.clone_ref(py)),
-                st.protocol.as_ref().map_or_else(|| py.None(), |p| p.clone_ref(py)),
-            )
+        let parts = {
+            let st = slf.get().stream().st.borrow(py)?;
+            (st.base.facade_or_none(py), st.base.protocol_or_none(py))
         };
         // asyncio's read pipes keep quiet only about EIO (a closed pty); the rest about
         // every OSError (a peer that went away is not a bug).
-        let quiet = if slf.get().kind == Kind::ReadPipe { "eio" } else { "oserror" };
-        py_side(py)?.call_method1(
-            intern!(py, "fatal_error"),
-            (slf.get().loop_.clone_ref(py), facade, protocol, exc, message, quiet),
-        )?;
+        super::report_fatal(py, &slf.get().stream().loop_, parts, exc, message, K::QUIET)?;
         Self::force_close(slf, Some(exc.clone().unbind()))
     }
 
-    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+    pub(super) fn force_close<K: StreamKind>(slf: &Bound<'_, K>, exc: Option<Py<PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let dropped = {
-            let mut st = slf.get().st.borrow_mut(py)?;
-            if st.conn_lost > 0 {
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
+            if !st.base.lose() {
                 return Ok(());
             }
-            st.closing = true;
-            st.conn_lost += 1;
             st.buf.take()
         };
         drop(dropped);
-        Self::schedule_connection_lost(slf, exc)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, exc)
     }
 
-    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+    /// `close()`: once the buffer is flushed, connection_lost.
+    pub(super) fn close<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        let callback = slf.getattr(intern!(py, "_call_connection_lost"))?;
-        let exc = exc.unwrap_or_else(|| py.None());
-        CoreLoop::call_soon_native(slf.get().loop_.bind(py), callback, PyTuple::new(py, [exc])?, None)
-    }
-
-    fn do_close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if slf.get().kind == Kind::ReadPipe {
-            if slf.get().st.borrow(py)?.closing {
-                return Ok(());
-            }
-            return Self::force_close(slf, None);
-        }
         {
-            let mut st = slf.get().st.borrow_mut(py)?;
-            if st.closing {
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
+            if !st.base.close() {
                 return Ok(());
             }
-            st.closing = true;
             if !st.buf.is_empty() {
                 return Ok(()); // the flush finishes the close
             }
-            st.conn_lost += 1;
+            st.base.lose();
         }
-        Self::schedule_connection_lost(slf, None)
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, None)
     }
 
     /// Sends what is buffered (writable edge, or writelines). Finishes a pending close or
     /// write_eof once the buffer is empty.
-    fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn flush<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let resume = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.buf.is_empty() || st.conn_lost > 0 {
+            if st.buf.is_empty() || st.base.is_lost() {
                 return Ok(());
             }
-            match st.buf.send_all(py, me.fd, me.kind.is_pipe()) {
+            match st.buf.send_all(py, me.fd, K::PIPE) {
                 Ok(()) => {}
                 Err(e) => {
                     let dropped = st.buf.take();
@@ -549,18 +502,15 @@ impl StreamTransport {
                     drop(st);
                     drop(dropped);
                     let exc = os_error_value(py, &e)?;
-                    Self::fatal_error(slf, &exc, me.kind.write_error())?;
+                    Self::fatal_error(slf, &exc, K::WRITE_ERROR)?;
                     if let Some(w) = waiter {
                         py_side(py)?.call_method1(intern!(py, "set_exception_unless_done"), (w, exc))?;
                     }
                     return Ok(());
                 }
             }
-            let resume = st.protocol_paused && st.buf.len() <= st.low;
-            if resume {
-                st.protocol_paused = false;
-            }
-            resume.then(|| st.protocol.as_ref().map(|p| p.clone_ref(py))).flatten()
+            let size = st.buf.len();
+            st.base.resume_due(py, size)
         };
         if let Some(protocol) = resume {
             Self::call_flow_control(slf, &protocol, "resume_writing")?;
@@ -570,9 +520,9 @@ impl StreamTransport {
             if !st.buf.is_empty() {
                 return Ok(());
             }
-            let closing = st.closing && st.conn_lost == 0;
+            let closing = st.base.life == Life::Closing;
             if closing {
-                st.conn_lost += 1;
+                st.base.lose();
             }
             (closing, st.eof_written, st.empty_waiter.as_ref().map(|w| w.clone_ref(py)))
         };
@@ -581,37 +531,24 @@ impl StreamTransport {
         }
         if closing {
             Self::call_connection_lost(slf, py.None().into_bound(py))?;
-        } else if eof && me.kind == Kind::Socket {
-            // SAFETY: shutdown on our live fd (the transport is not closed: conn_lost == 0).
-            unsafe { libc::shutdown(me.fd, libc::SHUT_WR) };
+        } else if eof && !K::PIPE {
+            // Our live fd (the transport is not lost); as asyncio, an error here is not
+            // reported.
+            let _ = os::shutdown_write(me.fd);
         }
         Ok(())
     }
 
-    /// `pause_writing`/`resume_writing`; their errors go to the exception handler.
-    fn call_flow_control(slf: &Bound<'_, Self>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
-        let py = slf.py();
-        if let Err(err) = protocol.bind(py).call_method0(method) {
-            if is_fatal_to_loop(py, &err) {
-                return Err(err);
-            }
-            py_side(py)?.call_method1(
-                intern!(py, "flow_control_failed"),
-                (slf.get().loop_.clone_ref(py), Self::facade(slf)?, protocol, err.into_value(py), method),
-            )?;
-        }
-        Ok(())
+    fn call_flow_control<K: StreamKind>(slf: &Bound<'_, K>, protocol: &Py<PyAny>, method: &str) -> PyResult<()> {
+        super::call_flow_control(slf.py(), &slf.get().stream().loop_, Self::facade(slf)?, protocol, method)
     }
 
-    fn maybe_pause(slf: &Bound<'_, Self>) -> PyResult<()> {
+    fn maybe_pause<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
         let protocol = {
-            let mut st = slf.get().st.borrow_mut(py)?;
-            if st.buf.len() <= st.high || st.protocol_paused {
-                return Ok(());
-            }
-            st.protocol_paused = true;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
+            let size = st.buf.len();
+            st.base.pause_due(py, size)
         };
         match protocol {
             Some(p) => Self::call_flow_control(slf, &p, "pause_writing"),
@@ -620,17 +557,17 @@ impl StreamTransport {
     }
 
     /// The one place the transport ends: protocol.connection_lost, then the socket closes.
-    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn call_connection_lost<K: StreamKind>(slf: &Bound<'_, K>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         let (protocol, sock, server, facade, key, receiver, waiter, writable) = {
             let mut st = me.st.borrow_mut(py)?;
             (
-                st.protocol.take(),
-                st.sock.take(),
+                st.base.protocol.take(),
+                st.base.sock.take(),
                 st.server.take(),
-                st.facade.take(),
-                st.key.take(),
+                st.base.facade.take(),
+                st.base.key.take(),
                 st.receiver.take(),
                 st.empty_waiter.take(),
                 st.writable_waiter.take(),
@@ -643,24 +580,13 @@ impl StreamTransport {
             let exc = pyo3::exceptions::PyConnectionError::new_err("Connection lost").into_value(py);
             py_side(py)?.call_method1(intern!(py, "set_exception_unless_done"), (w, exc))?;
         }
-        if let Some(key) = key {
-            // Before the fd is closed, so a reused fd number is never confused with ours.
-            me.core_loop().deregister(py, key, me.fd)?;
-        }
-        let lost = match &protocol {
-            Some(p) => p.bind(py).call_method1(intern!(py, "connection_lost"), (exc,)).map(drop),
-            None => Ok(()),
-        };
-        let closed = match &sock {
-            Some(s) => s.bind(py).call_method0(intern!(py, "close")).map(drop),
-            None => Ok(()),
-        };
+        let ended = super::finish(py, me.core_loop(), (key, me.fd), (protocol, sock), exc);
         let detached = match (&server, &facade) {
             (Some(server), Some(facade)) => server.bind(py).call_method1(intern!(py, "_detach"), (facade,)).map(drop),
             _ => Ok(()),
         };
-        drop((protocol, sock, server, facade));
-        lost.and(closed).and(detached)
+        drop((server, facade));
+        ended.and(detached)
     }
 }
 
@@ -698,75 +624,60 @@ impl Drop for WritableView {
     }
 }
 
-#[pymethods]
-impl StreamTransport {
-    /// Makes the engine for `facade` over `sock` and registers it with the loop; schedules
-    /// connection_made, then reading, then the waiter, as asyncio does.
-    #[staticmethod]
-    #[pyo3(signature = (r#loop, facade, sock, protocol, waiter=None, server=None, kind="socket", watch_close=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn open(
-        r#loop: &Bound<'_, CoreLoop>,
-        facade: &Bound<'_, PyAny>,
-        sock: &Bound<'_, PyAny>,
-        protocol: &Bound<'_, PyAny>,
+/// The three objects a transport is made of: the facade the protocol sees, the socket or
+/// pipe (its file object), and the protocol.
+pub(super) struct Ends<'a, 'py> {
+    pub(super) facade: &'a Bound<'py, PyAny>,
+    pub(super) sock: &'a Bound<'py, PyAny>,
+    pub(super) protocol: &'a Bound<'py, PyAny>,
+}
+
+impl Stream {
+    /// Makes the engine for `facade` over `sock`, wraps it in its class (`make`) and
+    /// registers it with the loop; schedules connection_made, then reading, then the
+    /// waiter, as asyncio does.
+    pub(super) fn open<K: StreamKind>(
+        r#loop: &Bound<'_, LoopBase>,
+        ends: Ends<'_, '_>,
         waiter: Option<&Bound<'_, PyAny>>,
         server: Option<&Bound<'_, PyAny>>,
-        kind: &str,
-        watch_close: bool,
-    ) -> PyResult<Py<StreamTransport>> {
+        make: impl FnOnce(Stream) -> PyResult<Py<K>>,
+    ) -> PyResult<Py<K>> {
+        let Ends { facade, sock, protocol } = ends;
         let py = r#loop.py();
         let core = r#loop.get();
-        let kind = Kind::parse(kind)?;
-        core.check_open()?;
-        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-        if fd < 0 {
-            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
-        }
-        let transport = Py::new(
-            py,
-            StreamTransport {
-                fd,
-                kind,
-                watch_close: kind == Kind::WritePipe && watch_close,
-                loop_: r#loop.clone().unbind(),
-                st: GilCell::new(State {
-                    protocol: Some(protocol.clone().unbind()),
-                    receiver: receiver_or_none(protocol),
-                    facade: Some(facade.clone().unbind()),
-                    sock: Some(sock.clone().unbind()),
-                    server: server.map(|s| s.clone().unbind()),
-                    context: crate::handles::copy_context(py)?,
-                    key: None,
-                    buf: WriteBuffer::default(),
-                    high: DEFAULT_HIGH_WATER,
-                    low: DEFAULT_HIGH_WATER / 4,
-                    protocol_paused: false,
-                    closing: false,
-                    conn_lost: 0,
-                    eof_written: false,
-                    started: false,
-                    paused: false,
-                    read_eof: false,
-                    readable: false,
-                    hup: false,
-                    last_read: 0,
-                    empty_waiter: None,
-                    writable_waiter: None,
-                }),
-            },
-        )?;
-        let key = core.register(py, fd, Source::Stream(transport.clone_ref(py)))?;
-        transport.get().st.borrow_mut(py)?.key = Some(key);
-        super::schedule_start(r#loop, protocol, &facade, transport.bind(py).as_any(), waiter)?;
+        let fd = super::open_fd(r#loop, sock)?;
+        let transport = make(Stream {
+            fd,
+            loop_: r#loop.clone().unbind(),
+            st: GilCell::new(State {
+                base: Base::new(py, facade, sock, protocol)?,
+                receiver: receiver_or_none(protocol),
+                server: server.map(|s| s.clone().unbind()),
+                buf: WriteBuffer::default(),
+                eof_written: false,
+                paused: false,
+                read_eof: false,
+                hup: false,
+                last_read: 0,
+                empty_waiter: None,
+                writable_waiter: None,
+            }),
+        })?;
+        let key = core.register(py, fd, IoRef::new(transport.clone_ref(py)))?;
+        transport.get().stream().st.borrow_mut(py)?.base.key = Some(key);
+        super::schedule_start(r#loop, protocol, facade, transport.bind(py).as_any(), waiter)?;
         Ok(transport)
     }
+}
 
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+/// The Python-visible methods every stream class has (`stream_methods!` binds them).
+impl Stream {
+    pub(super) fn start_reading<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let queue = {
-            let mut st = slf.get().st.borrow_mut(slf.py())?;
-            st.started = true;
-            st.readable && st.can_read()
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
+            st.base.start();
+            st.base.readable && st.can_read()
         };
         if queue {
             Self::queue_read(slf)?;
@@ -774,13 +685,13 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn write<K: StreamKind>(slf: &Bound<'_, K>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
+        let me = slf.get().stream();
         check_bytes_like(data, "data")?;
         let view = ByteView::new(data)?;
         let mut st = me.st.borrow_mut(py)?;
-        if me.kind == Kind::ReadPipe {
+        if K::READ_ONLY {
             return Err(PyRuntimeError::new_err("write() on a read pipe transport"));
         }
         if st.eof_written {
@@ -793,17 +704,11 @@ impl StreamTransport {
             return Ok(());
         }
         // A write pipe drops writes once closing (write_eof closes it), as asyncio does.
-        if st.conn_lost > 0 || (me.kind == Kind::WritePipe && st.closing) {
-            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.conn_lost += 1;
+        if st.base.is_lost() || (K::WRITE_ONLY && st.base.is_closing()) {
+            let warn = st.base.drop_write();
             drop(st);
             if warn {
-                let msg = if me.kind.is_pipe() {
-                    "pipe closed by peer or os.write(pipe, data) raised exception."
-                } else {
-                    "socket.send() raised exception."
-                };
-                py_side(py)?.call_method1(intern!(py, "log_warning"), (msg,))?;
+                py_side(py)?.call_method1(intern!(py, "log_warning"), (K::LOST_WRITE,))?;
             }
             return Ok(());
         }
@@ -812,7 +717,7 @@ impl StreamTransport {
         let mut offset = 0;
         if st.buf.is_empty() {
             while offset < view.len() {
-                match me.kind.write(me.fd, &view.as_slice()[offset..]) {
+                match K::write(me.fd, &view.as_slice()[offset..]) {
                     Ok(0) => break,
                     Ok(n) => offset += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -820,7 +725,7 @@ impl StreamTransport {
                     Err(e) => {
                         drop(st);
                         let exc = os_error_value(py, &e)?;
-                        return Self::fatal_error(slf, &exc, me.kind.write_error());
+                        return Self::fatal_error(slf, &exc, K::WRITE_ERROR);
                     }
                 }
             }
@@ -837,10 +742,10 @@ impl StreamTransport {
     /// asyncio's writelines, as the running Python has it: 3.11 (and pipes on every
     /// version) join the data and call write(), so a bad item is refused first and the
     /// messages name write(); 3.12+ sockets check the state first and name writelines().
-    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn writelines<K: StreamKind>(slf: &Bound<'_, K>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let me = slf.get();
-        let joined = me.kind.is_pipe() || python_minor(py) < 12;
+        let me = slf.get().stream();
+        let joined = K::PIPE || python_minor(py) < 12;
         let items: Vec<Bound<'_, PyAny>> = list_of_data.try_iter()?.collect::<PyResult<_>>()?;
         let check_items = |joined: bool| -> PyResult<()> {
             for (i, item) in items.iter().enumerate() {
@@ -861,7 +766,7 @@ impl StreamTransport {
         {
             let st = me.st.borrow(py)?;
             let what = if joined { "write" } else { "writelines" };
-            if me.kind == Kind::ReadPipe {
+            if K::READ_ONLY {
                 return Err(PyRuntimeError::new_err("write() on a read pipe transport"));
             }
             if st.eof_written {
@@ -879,8 +784,8 @@ impl StreamTransport {
         }
         let was_empty = {
             let mut st = me.st.borrow_mut(py)?;
-            if st.conn_lost > 0 || (me.kind == Kind::WritePipe && st.closing) {
-                st.conn_lost += 1;
+            if st.base.is_lost() || (K::WRITE_ONLY && st.base.is_closing()) {
+                st.base.drop_write();
                 return Ok(());
             }
             let was_empty = st.buf.is_empty();
@@ -896,96 +801,70 @@ impl StreamTransport {
         Self::maybe_pause(slf)
     }
 
-    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let me = slf.get();
-        if me.kind == Kind::WritePipe {
-            // For a pipe, EOF is closing the write end once the buffer is flushed.
-            {
-                let mut st = me.st.borrow_mut(py)?;
-                if st.closing {
-                    return Ok(());
-                }
-                st.closing = true;
-                if !st.buf.is_empty() || st.conn_lost > 0 {
-                    return Ok(());
-                }
-                st.conn_lost += 1;
+    /// A write pipe's EOF: closing the write end once the buffer is flushed.
+    pub(super) fn close_write_end<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        {
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
+            if !st.base.close() {
+                return Ok(());
             }
-            return Self::schedule_connection_lost(slf, None);
+            if !st.buf.is_empty() || !st.base.lose() {
+                return Ok(());
+            }
         }
+        super::schedule_connection_lost(slf.as_any(), &slf.get().stream().loop_, None)
+    }
+
+    /// A socket's write_eof: shutdown(SHUT_WR) once what is buffered is sent (flush).
+    pub(super) fn shutdown<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get().stream();
         let mut st = me.st.borrow_mut(py)?;
-        if st.closing || st.eof_written {
+        if st.base.is_closing() || st.eof_written {
             return Ok(());
         }
         st.eof_written = true;
-        if st.buf.is_empty() && st.conn_lost == 0 {
+        if st.buf.is_empty() && !st.base.is_lost() {
             drop(st);
-            // SAFETY: shutdown on our live fd.
-            if unsafe { libc::shutdown(me.fd, libc::SHUT_WR) } < 0 {
-                let e = super::last_os_error();
+            if let Err(e) = os::shutdown_write(me.fd) {
                 return Err(PyErr::from_value(os_error_value(py, &e)?));
             }
         }
         Ok(())
     }
 
-    fn can_write_eof(&self) -> bool {
-        true
-    }
-
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::do_close(slf)
-    }
-
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::force_close(slf, None)
-    }
-
-    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        Self::force_close(slf, exc)
-    }
-
-    fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
-        Self::fatal_error(slf, exc, message)
-    }
-
-    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
-        Self::call_connection_lost(slf, exc)
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.closing)
+    pub(super) fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.st.borrow(py)?.base.is_closing())
     }
 
     /// True once connection_lost ran and the socket is closed.
-    fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.st.borrow(py)?.sock.is_none())
+    pub(super) fn is_closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.st.borrow(py)?.base.sock.is_none())
     }
 
-    fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
+    pub(super) fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
         let st = self.st.borrow(py)?;
-        Ok(!st.closing && !st.paused)
+        Ok(!st.base.is_closing() && !st.paused)
     }
 
-    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn pause_reading<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let py = slf.py();
-        let mut st = slf.get().st.borrow_mut(py)?;
-        if st.closing || st.paused {
+        let mut st = slf.get().stream().st.borrow_mut(py)?;
+        if st.base.is_closing() || st.paused {
             return Ok(());
         }
         st.paused = true;
         Ok(())
     }
 
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn resume_reading<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<()> {
         let queue = {
-            let mut st = slf.get().st.borrow_mut(slf.py())?;
-            if st.closing || !st.paused {
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
+            if st.base.is_closing() || !st.paused {
                 return Ok(());
             }
             st.paused = false;
-            st.readable && st.can_read()
+            st.base.readable && st.can_read()
         };
         if queue {
             Self::queue_read(slf)?;
@@ -993,48 +872,51 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+    pub(super) fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self.st.borrow(py)?.buf.len())
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+    pub(super) fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
         let st = self.st.borrow(py)?;
-        Ok((st.low, st.high))
+        Ok((st.base.low, st.base.high))
     }
 
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (high, low) = water_marks(high, low)?;
+    pub(super) fn set_write_buffer_limits<K: StreamKind>(
+        slf: &Bound<'_, K>,
+        high: Option<i64>,
+        low: Option<i64>,
+    ) -> PyResult<()> {
+        let (high, low) = water_marks(high, low, DEFAULT_HIGH_WATER)?;
         {
-            let mut st = slf.get().st.borrow_mut(slf.py())?;
-            st.high = high;
-            st.low = low;
+            let mut st = slf.get().stream().st.borrow_mut(slf.py())?;
+            st.base.high = high;
+            st.base.low = low;
         }
         Self::maybe_pause(slf)
     }
 
-    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(super) fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let receiver = receiver_or_none(protocol);
         let (old_p, old_r) = {
             let mut st = self.st.borrow_mut(protocol.py())?;
-            (st.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut st.receiver, receiver))
+            (st.base.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut st.receiver, receiver))
         };
         drop((old_p, old_r));
         Ok(())
     }
 
-    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.st.borrow(py)?.protocol.as_ref().map(|p| p.clone_ref(py)))
+    pub(super) fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        Ok(self.st.borrow(py)?.base.protocol.as_ref().map(|p| p.clone_ref(py)))
     }
 
-    fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    pub(super) fn make_empty_waiter<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if slf.get().st.borrow(py)?.empty_waiter.is_some() {
+        if slf.get().stream().st.borrow(py)?.empty_waiter.is_some() {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
-        let waiter = slf.get().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
+        let waiter = slf.get().stream().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
         let empty = {
-            let mut st = slf.get().st.borrow_mut(py)?;
+            let mut st = slf.get().stream().st.borrow_mut(py)?;
             st.empty_waiter = Some(waiter.clone().unbind());
             st.buf.is_empty()
         };
@@ -1045,80 +927,194 @@ impl StreamTransport {
     }
 
     /// A future resolved when the socket next becomes writable (an edge after EAGAIN).
-    fn _wait_writable(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    pub(super) fn wait_writable<K: StreamKind>(slf: &Bound<'_, K>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let waiter = slf.get().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
-        let old = slf.get().st.borrow_mut(py)?.writable_waiter.replace(waiter.clone().unbind());
+        let waiter = slf.get().stream().loop_.bind(py).call_method0(intern!(py, "create_future"))?;
+        let old = slf.get().stream().st.borrow_mut(py)?.writable_waiter.replace(waiter.clone().unbind());
         drop(old);
         Ok(waiter.unbind())
     }
 
-    fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
+    pub(super) fn reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
         let old = self.st.borrow_mut(py)?.empty_waiter.take();
         drop(old);
         Ok(())
     }
 
     /// `read=polling|idle`, `write=<polling|idle, bufsize=N>` for the facade's repr.
-    fn _repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
+    pub(super) fn repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
         let st = self.st.borrow(py)?;
-        Ok((st.can_read() || (!st.started && !st.paused && !st.closing), !st.buf.is_empty(), st.buf.len()))
+        // read=polling: reading, or about to start (made, not paused)
+        let reading = st.can_read() || (st.base.life == Life::Made && !st.paused);
+        Ok((reading, !st.buf.is_empty(), st.buf.len()))
     }
 
-    #[getter]
-    fn _sock_fd(&self) -> RawFd {
+    pub(super) fn sock_fd(&self) -> RawFd {
         self.fd
     }
 
-    fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
-        match self.st.borrow(py)?.facade.as_ref().map(|f| f.clone_ref(py)) {
+    pub(super) fn facade_repr(&self, py: Python<'_>) -> PyResult<String> {
+        match self.st.borrow(py)?.base.facade.as_ref().map(|f| f.clone_ref(py)) {
             Some(f) => Ok(f.bind(py).repr()?.to_string()),
             None => Ok("<closed stream transport>".into()),
         }
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(super) fn traverse(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
         if let Some(st) = self.st.try_borrow_for_gc() {
-            visit.call(&st.protocol)?;
-            visit.call(&st.facade)?;
-            visit.call(&st.sock)?;
+            st.base.visit(&visit)?;
             visit.call(&st.server)?;
-            visit.call(&st.context)?;
             visit.call(&st.empty_waiter)?;
             visit.call(&st.writable_waiter)?;
-            match &st.receiver {
-                Some(Receiver::Data(f)) => visit.call(f)?,
-                Some(Receiver::Buffered { get_buffer, buffer_updated }) => {
-                    visit.call(get_buffer)?;
-                    visit.call(buffer_updated)?;
-                }
-                None => {}
+            if let Some(r) = &st.receiver {
+                r.visit(&visit)?;
             }
         }
         Ok(())
     }
 
-    fn __clear__(&self) {
+    pub(super) fn clear(&self) {
         Python::attach(|py| {
             let taken = self.st.borrow_mut(py).ok().map(|mut st| {
-                (st.protocol.take(), st.facade.take(), st.server.take(), st.receiver.take(), st.empty_waiter.take())
+                (
+                    st.base.protocol.take(),
+                    st.base.facade.take(),
+                    st.server.take(),
+                    st.receiver.take(),
+                    st.empty_waiter.take(),
+                )
             });
             drop(taken);
         });
     }
 }
 
-/// asyncio's `_set_write_buffer_limits` rule and message.
-pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>) -> PyResult<(usize, usize)> {
-    let high = match (high, low) {
-        (Some(h), _) => h,
-        (None, Some(l)) => 4 * l,
-        (None, None) => DEFAULT_HIGH_WATER as i64,
+/// The Python methods of a stream class (a `StreamKind`), bound to its engine; `$open` is
+/// the class's own constructor.
+macro_rules! stream_methods {
+    ($ty:ty, { $($open:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            $($open)*
+
+            fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::start_reading(slf)
+            }
+
+            fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+                Stream::write(slf, data)
+            }
+
+            fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+                Stream::writelines(slf, list_of_data)
+            }
+
+            fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+                <Self as StreamKind>::write_eof(slf)
+            }
+
+            fn can_write_eof(&self) -> bool {
+                true
+            }
+
+            fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+                <Self as StreamKind>::close(slf)
+            }
+
+            fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::force_close(slf, None)
+            }
+
+            fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+                Stream::force_close(slf, exc)
+            }
+
+            fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+                Stream::fatal_error(slf, exc, message)
+            }
+
+            fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+                Stream::call_connection_lost(slf, exc)
+            }
+
+            fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+                self.stream().is_closing(py)
+            }
+
+            /// True once connection_lost ran and the socket is closed.
+            fn _is_closed(&self, py: Python<'_>) -> PyResult<bool> {
+                self.stream().is_closed(py)
+            }
+
+            fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
+                self.stream().is_reading(py)
+            }
+
+            fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::pause_reading(slf)
+            }
+
+            fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+                Stream::resume_reading(slf)
+            }
+
+            fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+                self.stream().get_write_buffer_size(py)
+            }
+
+            fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+                self.stream().get_write_buffer_limits(py)
+            }
+
+            #[pyo3(signature = (high=None, low=None))]
+            fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+                Stream::set_write_buffer_limits(slf, high, low)
+            }
+
+            fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+                self.stream().set_protocol(protocol)
+            }
+
+            fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+                self.stream().get_protocol(py)
+            }
+
+            fn _make_empty_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                Stream::make_empty_waiter(slf)
+            }
+
+            /// A future resolved when the socket next becomes writable (an edge after EAGAIN).
+            fn _wait_writable(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                Stream::wait_writable(slf)
+            }
+
+            fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
+                self.stream().reset_empty_waiter(py)
+            }
+
+            /// `read=polling|idle`, `write=<polling|idle, bufsize=N>` for the facade's repr.
+            fn _repr_state(&self, py: Python<'_>) -> PyResult<(bool, bool, usize)> {
+                self.stream().repr_state(py)
+            }
+
+            #[getter]
+            fn _sock_fd(&self) -> std::os::fd::RawFd {
+                self.stream().sock_fd()
+            }
+
+            fn _facade_repr(&self, py: Python<'_>) -> PyResult<String> {
+                self.stream().facade_repr(py)
+            }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                self.stream().traverse(visit)
+            }
+
+            fn __clear__(&self) {
+                self.stream().clear()
+            }
+        }
     };
-    let low = low.unwrap_or(high.div_euclid(4)); // Python's high // 4, negatives included
-    if !(high >= low && low >= 0) {
-        return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
-    }
-    Ok((high as usize, low as usize))
 }
+pub(super) use stream_methods;
