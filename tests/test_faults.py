@@ -183,7 +183,7 @@ def test_server_closed_with_live_clients_clients_see_eof(fds_checked):
         for t in srv_transports:
             t.close()
         await srv.wait_closed()
-        for tr, pr in clients:
+        for _tr, pr in clients:
             assert await asyncio.wait_for(pr.lost, 5) is None
             assert pr.lost_count == 1
             assert "eof" in pr.events
