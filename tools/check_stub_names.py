@@ -38,7 +38,17 @@ def defined(body: list[ast.stmt]) -> set[str]:
 
 def main() -> int:
     tree = ast.parse(STUB.read_text())
-    classes = {node.name: defined(node.body) for node in tree.body if isinstance(node, ast.ClassDef)}
+    nodes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    def members(name: str) -> set[str]:
+        """A stub class's names and those of its bases defined in the stub: a stub-only
+        private base may hold what several native classes share."""
+        node = nodes[name]
+        bases = [b.id for b in node.bases if isinstance(b, ast.Name) and b.id in nodes]
+        own = defined(node.body)
+        return own.union(*(members(b) for b in bases if not hasattr(native, b))) if bases else own
+
+    classes = {name: members(name) for name in nodes}
     problems = []
     runtime = set(vars(native)) - IMPLICIT
     stubbed = defined(tree.body)
