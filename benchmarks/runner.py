@@ -460,7 +460,7 @@ def summarize(results):
                     s["ir_error"] = cg[0]["error"]
             summary[(bench, label)] = s
     base = meta.get("baseline", BASELINE)
-    for (bench, label), s in summary.items():
+    for (bench, _label), s in summary.items():
         b = summary.get((bench, base), {})
         if "ops_per_sec" in s and "ops_per_sec" in b:
             s["speed_vs_base"] = s["ops_per_sec"] / b["ops_per_sec"]

@@ -61,8 +61,8 @@ def _check(results, path):
         if rec.get("unimplemented"):
             shown = [f"NotImplementedError: loop.{rec['unimplemented']}()"]
         kind = {"failed": "FAILURE", "hung": "HANG", "crashed": "CRASH"}[rec["outcome"]]
-        print(f"UNEXPECTED {kind}: {test}" + "".join(f"\n    {l}" for l in shown))
-    for test, rec in diff["unexpected_passes"]:
+        print(f"UNEXPECTED {kind}: {test}" + "".join(f"\n    {line}" for line in shown))
+    for test, _rec in diff["unexpected_passes"]:
         ok = False
         print(f"UNEXPECTED PASS: {test} (listed as {entries[test].category}: remove its line)")
     for msg in diff["bad_entries"]:

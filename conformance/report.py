@@ -18,27 +18,30 @@ ROWS = (
 
 
 def table(results_by_label, markdown=False):
-    labels = [l for l in LABELS if l in results_by_label] + sorted(set(results_by_label) - set(LABELS))
+    labels = [lb for lb in LABELS if lb in results_by_label] + sorted(set(results_by_label) - set(LABELS))
     rows = []
     for name, pred in ROWS:
-        rows.append([name] + [str(sum(1 for t in results_by_label[l]["tests"].values() if pred(t))) for l in labels])
+        rows.append([name] + [str(sum(1 for t in results_by_label[lb]["tests"].values() if pred(t))) for lb in labels])
     # The fair comparison: the tests every loop exercised, and how many each passed.
     common = None
-    for l in labels:
-        ran = {k for k, t in results_by_label[l]["tests"].items() if t.get("ran")}
+    for lb in labels:
+        ran = {k for k, t in results_by_label[lb]["tests"].items() if t.get("ran")}
         common = ran if common is None else common & ran
     common = common or set()
     rows.append([f"passed, of the {len(common)} all exercised"] + [
-        str(sum(1 for k in common if results_by_label[l]["tests"][k]["outcome"] == "passed")) for l in labels
+        str(sum(1 for k in common if results_by_label[lb]["tests"][k]["outcome"] == "passed")) for lb in labels
     ])
-    rows.append(["wall time of the run (s)"] + [str(results_by_label[l].get("duration", "?")) for l in labels])
+    rows.append(["wall time of the run (s)"] + [str(results_by_label[lb].get("duration", "?")) for lb in labels])
     header = [""] + labels
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(labels)]
         out += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(out)
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    fmt = lambda r: "  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
+
+    def fmt(r):
+        return "  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)])
+
     return "\n".join([fmt(header)] + [fmt(r) for r in rows])
 
 

@@ -24,7 +24,7 @@ def all_modules():
         import test.test_asyncio as package
     except ImportError as exc:
         raise SystemExit(f"conformance: this interpreter ships no test.test_asyncio ({exc}); "
-                         "install its test package (e.g. Debian's libpythonX.Y-testsuite)")
+                         "install its test package (e.g. Debian's libpythonX.Y-testsuite)") from exc
 
     names = os.listdir(os.path.dirname(package.__file__))
     return sorted(n[:-3] for n in names if n.startswith("test_") and n.endswith(".py"))
@@ -171,7 +171,7 @@ def _hang_summary(text, main_thread):
     tag = f"0x{main_thread:016x}" if main_thread else None
     main = next((b for b in blocks if tag and tag in b), None) or next(
         (b for b in blocks if "Current thread" in b), blocks[0])
-    frames = [l.strip() for l in main.splitlines() if l.strip().startswith("File ")]
+    frames = [line.strip() for line in main.splitlines() if line.strip().startswith("File ")]
     return "; main thread in:\n" + "\n".join(frames[:6])
 
 

@@ -5,6 +5,8 @@ one that would pass on anything is caught by the control's expectations too."""
 import asyncio
 import gc
 import os
+import threading
+import time
 
 import pytest
 
@@ -51,9 +53,6 @@ def open_fds():
 # exempt: the hook below records what each such fixture's setup created. Threads and
 # children still finishing (a closed loop's executor threads exit on their own, shortly)
 # are waited for on that real condition, for a bounded time.
-
-import threading
-import time
 
 _GRACE = float(os.environ.get("FERROLOOP_LEAK_GRACE", "10"))  # seconds a finishing thread or child is given
 _EXEMPT = {"fds": set(), "pids": set(), "threads": set()}

@@ -2,9 +2,8 @@
 
 import asyncio
 import gc
-import socket
 import os
-import resource
+import socket
 
 
 def open_fds():

@@ -1,7 +1,6 @@
 """loop.getaddrinfo answers what socket.getaddrinfo answers (issue 11 finding 5): its
 numeric fast path answers only when it is certain, and then exactly as the real call."""
 
-import asyncio
 import ipaddress
 import socket
 

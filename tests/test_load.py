@@ -3,8 +3,8 @@ connections, back-pressure, and a soak of connect/close cycles (fds and RSS flat
 All bounded in count and time; loopback and Unix sockets only."""
 
 import asyncio
+import functools
 import hashlib
-import os
 import random
 import subprocess
 import sys
@@ -89,7 +89,7 @@ async def protocol_run(loop, path):
     addr = path or srv.sockets[0].getsockname()
     clients = []
     for i in range(CLIENTS):
-        factory = lambda i=i: Client(loop, i)
+        factory = functools.partial(Client, loop, i)
         _, c = await (loop.create_unix_connection(factory, addr) if path else loop.create_connection(factory, *addr))
         clients.append(c)
     async with asyncio.timeout(240):

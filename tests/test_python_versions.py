@@ -20,7 +20,6 @@ import pytest
 import ferroloop
 import ferroloop._loop
 
-
 # -- no deprecated asyncio API ---------------------------------------------------------------
 
 def _forbid(monkeypatch, module, name):

@@ -242,7 +242,6 @@ def test_dropped_loop_is_collected_warns_and_closes(kind, asleep, caplog):
     """Issue 11 finding 2: a loop that ran tasks, callbacks, timers and an fd watcher and
     is dropped unclosed is garbage-collected: ResourceWarning, and its fds are closed."""
     import gc
-    import os
     import socket
     import warnings
     import weakref
@@ -260,11 +259,12 @@ def test_dropped_loop_is_collected_warns_and_closes(kind, asleep, caplog):
 
         async def main():
             await asyncio.sleep(0)
-            lp.call_later(0.001, lambda: None)
-            lp.call_later(3600, lambda: None)  # still pending when the loop is dropped
-            lp.add_reader(a, lambda: None)
+            running = asyncio.get_running_loop()  # not `lp`: the test drops that name below
+            running.call_later(0.001, lambda: None)
+            running.call_later(3600, lambda: None)  # still pending when the loop is dropped
+            running.add_reader(a, lambda: None)
             if asleep:
-                lp.create_task(sleeper())
+                running.create_task(sleeper())
             await asyncio.sleep(0.01)
 
         lp.run_until_complete(main())

@@ -3,12 +3,9 @@
 import asyncio
 import os
 import socket
-
 import sys
 
 import pytest
-
-import ferroloop
 
 from netutil import make_recorder, open_fds
 
@@ -291,7 +288,7 @@ def test_server_soak_keeps_fds_flat(floop):
         srv = await floop.create_server(Echo, "127.0.0.1", 0)
         port = srv.sockets[0].getsockname()[1]
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]
-        for r, w in conns:
+        for _r, w in conns:
             w.write(b"hi")
         for r, w in conns:
             await r.readexactly(2)

@@ -7,7 +7,6 @@ import socket
 
 import pytest
 
-import ferroloop
 from netutil import make_recorder, open_fds
 
 
@@ -339,8 +338,6 @@ def test_pause_resume_reading(loop):
 
 def test_eof_received_true_keeps_transport_open_for_writing(loop):
     async def main():
-        got = loop.create_future()
-
         class HalfClose(asyncio.Protocol):
             def connection_made(self, t):
                 self.t = t
@@ -444,7 +441,6 @@ def test_no_fd_leak_over_many_connections(loop):
 
 
 def test_unclosed_transport_warns(floop):
-    import gc
 
     async def main():
         srv, addr = await echo_server(floop)

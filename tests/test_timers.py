@@ -8,8 +8,6 @@ import time
 
 import pytest
 
-import ferroloop
-
 
 def test_time_is_monotonic_clock(loop):
     a = time.monotonic()

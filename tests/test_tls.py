@@ -530,12 +530,12 @@ def test_1000_connections_fds_and_rss_flat(floop, certs):
         for _ in range(n // 20):
             conns = await asyncio.gather(*[
                 asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="localhost") for _ in range(20)])
-            for reader, writer in conns:
+            for _reader, writer in conns:
                 writer.write(b"hi\n")
             for reader, writer in conns:
                 assert await reader.readline() == b"hi\n"
                 writer.close()
-            for reader, writer in conns:
+            for _reader, writer in conns:
                 await writer.wait_closed()
 
     def nfds():

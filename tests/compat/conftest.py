@@ -22,8 +22,18 @@ import time
 
 import pytest
 
-from .compatlib import (FACTORIES, Postgres, Redis, Run, TLS, fd_target, open_fds,
-                       server_unavailable, skipped_servers, zombie_children)
+from .compatlib import (
+    FACTORIES,
+    TLS,
+    Postgres,
+    Redis,
+    Run,
+    fd_target,
+    open_fds,
+    server_unavailable,
+    skipped_servers,
+    zombie_children,
+)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -86,3 +96,15 @@ def redis_server():
         r.stop()
 
 
+
+
+# The fixtures above that start a server from Debian's packages, and the package: a test
+# that uses one is marked `external` (pyproject.toml), so `./dev test --fast` leaves it out.
+SERVER_FIXTURES = {"postgres": "postgresql", "redis_server": "redis-server"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, package in SERVER_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.external(package))

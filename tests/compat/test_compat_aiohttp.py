@@ -3,14 +3,12 @@ download (chunked and through FileResponse / loop.sendfile), 200 concurrent requ
 
 import asyncio
 import hashlib
-import os
 import socket
 import ssl
 
 import aiohttp
 import pytest
 from aiohttp import web
-
 
 MB = 1024 * 1024
 

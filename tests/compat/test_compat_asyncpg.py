@@ -45,7 +45,7 @@ def test_crud_copy_and_rollback(arun, postgres):
             # a cursor inside a transaction, prefetching in batches
             async with conn.transaction():
                 n = 0
-                async for r in conn.cursor(f"SELECT id FROM {table} ORDER BY id", prefetch=500):
+                async for _ in conn.cursor(f"SELECT id FROM {table} ORDER BY id", prefetch=500):
                     n += 1
                 assert n == 10010
 
@@ -55,7 +55,7 @@ def test_crud_copy_and_rollback(arun, postgres):
                     await conn.execute(f"DELETE FROM {table} WHERE id < 5000")
                     await conn.execute(f"UPDATE {table} SET name = 'changed'")
                     assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 10010 - 10 - 4000
-                    1 / 0
+                    raise ZeroDivisionError
             assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 10010
             assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE name = 'changed'") == 0
 

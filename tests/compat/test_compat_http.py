@@ -8,7 +8,6 @@ import socket
 
 import httpx
 import uvicorn
-from aiohttp import web
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route

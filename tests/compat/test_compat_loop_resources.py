@@ -75,7 +75,7 @@ def test_handle_in_error_context_keeps_its_repr(arun):
     """Error-reporting code (Sentry-style handlers, logging in a queue) keeps the context
     and formats it later: asyncio's Handle still names its callback then."""
     def boom():
-        1 / 0
+        raise ZeroDivisionError
 
     async def main():
         loop = asyncio.get_running_loop()

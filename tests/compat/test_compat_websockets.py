@@ -4,9 +4,9 @@ of text and binary, in order, plus ping/pong and a clean close."""
 import asyncio
 import hashlib
 
+import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
-import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 N = 1000

@@ -21,7 +21,6 @@ import gc
 import hashlib
 import os
 import random
-import socket
 import tempfile
 import threading
 

@@ -6,10 +6,9 @@ profiles); `./dev fuzz --minutes N` runs it for longer with fresh randomness.
 Shrunk counterexamples it found are kept as explicit regression cases below."""
 
 import asyncio
-
-import pytest
 import sys
 
+import pytest
 from hypothesis import given, note, reject
 
 import ferroloop

@@ -184,11 +184,10 @@ def _system_python():
 
 def test_socket_is_0600_and_other_users_are_refused():
     import asyncio
+    import tempfile
 
     import ferroloop
     from ferroloop import xray
-
-    import tempfile
 
     user = _other_user()
     python = _system_python()

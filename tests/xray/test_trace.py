@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 import ferroloop
-from ferroloop import xray
 from conftest import ARTIFACTS, run_cli
+from ferroloop import xray
 
 
 def spans(trace, lane_prefix):
@@ -80,6 +80,7 @@ def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.mark.external("chromium")
 def test_html_timeline_renders_in_headless_chromium(tmp_path, seed):
     browser = _chromium()
     assert browser, "Debian's chromium is needed (./dev test installs it)"
@@ -115,6 +116,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.external("chromium")
 def test_html_page_groups_filters_and_zooms_many_tasks(tmp_path):
     browser = _chromium()
     assert browser, "Debian's chromium is needed (./dev test installs it)"
