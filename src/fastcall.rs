@@ -290,11 +290,11 @@ type Entry = unsafe extern "C" fn(
 ) -> *mut ffi::PyObject;
 
 const METHODS: [(&std::ffi::CStr, Entry, &std::ffi::CStr); 5] = [
-    (c"create_task", create_task, c"create_task(coro, *, name=None, context=None, **kwargs)\n--\n\nSchedule a coroutine as a Task."),
-    (c"call_soon", call_soon, c"call_soon(callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible (FIFO)."),
-    (c"call_soon_threadsafe", call_soon_threadsafe, c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes the loop."),
-    (c"call_later", call_later, c"call_later(delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called after delay seconds."),
-    (c"call_at", call_at, c"call_at(when, callback, *args, context=None)\n--\n\nArrange for a callback to be called at loop time `when`."),
+    (c"create_task", create_task, c"create_task($self, coro, *, name=None, context=None, **kwargs)\n--\n\nSchedule a coroutine as a Task."),
+    (c"call_soon", call_soon, c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible (FIFO)."),
+    (c"call_soon_threadsafe", call_soon_threadsafe, c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes the loop."),
+    (c"call_later", call_later, c"call_later($self, delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called after delay seconds."),
+    (c"call_at", call_at, c"call_at($self, when, callback, *args, context=None)\n--\n\nArrange for a callback to be called at loop time `when`."),
 ];
 
 /// Installs the entry points as methods of `CoreLoop`.

@@ -25,10 +25,13 @@ _Address = tuple[Any, ...] | str | bytes
 
 __version__: Final[str]
 __all__ = [
+    "LoopBase",
     "CoreLoop",
     "Handle",
     "TimerHandle",
-    "StreamTransport",
+    "SocketTransport",
+    "ReadPipeTransport",
+    "WritePipeTransport",
     "DatagramTransport",
     "sendfile_chunk",
     "remove_stale_socket",
@@ -100,7 +103,11 @@ class TimerHandle(Handle):
 # ---- the loop (src/event_loop.rs, src/fastcall.rs) --------------------------------------
 
 @disjoint_base
-class CoreLoop:
+class LoopBase:
+    """What the transports see of the loop (src/loop_base.rs): no Python-visible members."""
+
+@disjoint_base
+class CoreLoop(LoopBase):
     """The native half of ferroloop.Loop: scheduling, the run step, fd watchers."""
 
     slow_callback_duration: float
@@ -165,7 +172,9 @@ class CoreLoop:
     def remove_writer(self, fd: FileDescriptorLike) -> bool: ...
     def _remove_reader(self, fd: FileDescriptorLike) -> bool: ...
     def _remove_writer(self, fd: FileDescriptorLike) -> bool: ...
-    def _transport_for_fd(self, fd: FileDescriptorLike) -> StreamTransport | DatagramTransport | None: ...
+    def _transport_for_fd(
+        self, fd: FileDescriptorLike
+    ) -> SocketTransport | ReadPipeTransport | WritePipeTransport | DatagramTransport | None: ...
     def _xray_start(self, recorder: object, blocking_threshold: float | None = None) -> None: ...
     def _xray_stop(self) -> None: ...
     def _xray_start_live(self, hub: object, blocking_threshold: float) -> None: ...
@@ -175,21 +184,9 @@ class CoreLoop:
 
 # ---- transports (src/transports/): the engines behind ferroloop._transports' facades -----
 
-@final
-class StreamTransport:
-    """A TCP/Unix socket or pipe transport; `facade` is the asyncio.Transport protocols see."""
+class _StreamTransport:
+    """Not a runtime class: the methods the three stream kinds share (src/transports/stream.rs)."""
 
-    @staticmethod
-    def open(
-        loop: CoreLoop,
-        facade: asyncio.BaseTransport,
-        sock: socket.socket | HasFileno,  # a pipe's file object for the pipe kinds
-        protocol: asyncio.BaseProtocol,
-        waiter: asyncio.Future[None] | None = None,
-        server: asyncio.AbstractServer | None = None,
-        kind: Literal["socket", "read_pipe", "write_pipe"] = "socket",
-        watch_close: bool = False,
-    ) -> StreamTransport: ...
     @property
     def _sock_fd(self) -> int: ...
     def _start_reading(self) -> None: ...
@@ -217,6 +214,47 @@ class StreamTransport:
     def _reset_empty_waiter(self) -> None: ...
     def _repr_state(self) -> tuple[bool, bool, int]: ...  # (reading, writing, buffer size)
     def _facade_repr(self) -> str: ...
+
+@final
+class SocketTransport(_StreamTransport):
+    """A TCP or Unix socket transport; `facade` is the asyncio.Transport protocols see."""
+
+    @staticmethod
+    def open(
+        loop: CoreLoop,
+        facade: asyncio.BaseTransport,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        server: asyncio.AbstractServer | None = None,
+    ) -> SocketTransport: ...
+
+@final
+class ReadPipeTransport(_StreamTransport):
+    """connect_read_pipe's transport; its EOF closes it."""
+
+    @staticmethod
+    def open(
+        loop: CoreLoop,
+        facade: asyncio.ReadTransport,
+        pipe: HasFileno,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+    ) -> ReadPipeTransport: ...
+
+@final
+class WritePipeTransport(_StreamTransport):
+    """connect_write_pipe's transport; write_eof closes it."""
+
+    @staticmethod
+    def open(
+        loop: CoreLoop,
+        facade: asyncio.WriteTransport,
+        pipe: HasFileno,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        watch_close: bool = False,
+    ) -> WritePipeTransport: ...
 
 @final
 class DatagramTransport:
@@ -260,13 +298,10 @@ class TlsProtocol:
         loop: asyncio.AbstractEventLoop,
         app_protocol: asyncio.BaseProtocol,
         sslcontext: ssl.SSLContext,
-        sslobject: ssl.SSLObject,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
+        tls: tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO],  # the object and its two BIOs
         waiter: asyncio.Future[None] | None,
         call_connection_made: bool,
-        ssl_handshake_timeout: float,
-        ssl_shutdown_timeout: float,
+        timeouts: tuple[float, float],  # (handshake, shutdown), in seconds
     ) -> TlsProtocol: ...
     def _set_app_transport(self, transport: asyncio.Transport) -> None: ...
     @property
