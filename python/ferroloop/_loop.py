@@ -15,11 +15,15 @@ import weakref
 from asyncio import events, futures, tasks
 from asyncio.log import logger
 
+from ._connect import ConnectMixin
+from ._datagram import DatagramMixin
 from ._ferroloop import CoreLoop
-from ._net import NetworkMixin
+from ._sendfile import SendfileMixin
+from ._serve import ServeMixin
 from ._signals import SignalsMixin
 from ._sockets import SocketsMixin
 from ._subprocess import SubprocessMixin
+from ._tls import TlsMixin
 from .xray import hook as _xray_hook
 
 
@@ -54,8 +58,15 @@ def _stop_loop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(NetworkMixin, SocketsMixin, SubprocessMixin, SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
-    """An asyncio event loop whose scheduling core is written in Rust."""
+class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, SocketsMixin, SubprocessMixin,
+           SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
+    """An asyncio event loop whose scheduling core is written in Rust.
+
+    The mixins are the loop's methods by concept, one file each; none has state or an
+    __init__ of its own beyond what this class's __init__ calls (_init_signals). Each
+    names in its docstring ("Needs from the loop") what it uses of the others, of this
+    class and of CoreLoop; tests/test_loop_contract.py holds them to it. No two of them
+    define the same name, so their order here decides nothing."""
 
     def __init__(self):
         super().__init__()

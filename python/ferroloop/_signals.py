@@ -19,6 +19,12 @@ def _noop_handler(signum, frame):
 
 
 class SignalsMixin:
+    """add_signal_handler / remove_signal_handler; its state is made by _init_signals and
+    dropped by _close_signals, both called by Loop.
+
+    Needs from the loop: _check_closed (Loop), add_reader, remove_reader, _add_callback
+    (CoreLoop)."""
+
     def _init_signals(self):
         self._signal_handlers = {}
         self._ssock = self._csock = None
