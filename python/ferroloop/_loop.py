@@ -24,7 +24,8 @@ from ._signals import SignalsMixin
 from ._sockets import SocketsMixin
 from ._subprocess import SubprocessMixin
 from ._tls import TlsMixin
-from .xray import hook as _xray_hook
+from .xray.hook import OFF as XRAY_OFF
+from .xray.hook import loop_created as xray_loop_created
 
 
 _DEBUG_STACK_DEPTH = 10  # asyncio.constants.DEBUG_STACK_DEPTH
@@ -66,7 +67,13 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
     __init__ of its own beyond what this class's __init__ calls (_init_signals). Each
     names in its docstring ("Needs from the loop") what it uses of the others, of this
     class and of CoreLoop; tests/test_loop_contract.py holds them to it. No two of them
-    define the same name, so their order here decides nothing."""
+    define the same name, so their order here decides nothing.
+
+    The x-ray sees the loop through one object, `_xray_hook` (xray/hook.py: `OFF`, which
+    does what asyncio does, until a recorder attaches): once per task made in Python,
+    executor job, error context and close."""
+
+    _xray_hook = XRAY_OFF
 
     def __init__(self):
         super().__init__()
@@ -81,8 +88,7 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
         self._coroutine_origin_tracking_saved_depth = None
         self._init_signals()
         self.set_debug(_env_debug())
-        self._xray = None  # the x-ray recorder this loop reports to (xray/hook.py)
-        _xray_hook.loop_created(self)
+        xray_loop_created(self)
 
     def __repr__(self):
         return (
@@ -174,8 +180,7 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
             return
         if self.get_debug():
             logger.debug("Close %r", self)
-        if self._xray is not None:
-            self._xray._loop_closing(self)
+        self._xray_hook.loop_closing(self)
         self._close_signals()
         self._close_native()
 
@@ -228,8 +233,7 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
                 task = self._task_factory(self, coro, context=context, **kwargs)
             if name is not None:
                 task.set_name(name)
-        if self._xray is not None:
-            self._xray._task_created(task)
+        self._xray_hook.task_created(task)
         return task
 
     def set_task_factory(self, factory):
@@ -294,9 +298,7 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
             if executor is None:
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
-        if self._xray is not None:
-            return self._xray._run_in_executor(self, executor, func, args)
-        return futures.wrap_future(executor.submit(func, *args), loop=self)
+        return self._xray_hook.submit(self, executor, func, args)
 
     def set_default_executor(self, executor):
         """Any concurrent.futures.Executor; asyncio accepts only thread pools, ferroloop also
@@ -368,8 +370,7 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
 
     def call_exception_handler(self, context):
         """Send an error context to the handler set by set_exception_handler, else log it."""
-        if self._xray is not None:
-            self._xray._exception_context(context)
+        self._xray_hook.exception_context(context)
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)
