@@ -32,19 +32,6 @@ def cmd_run(ns):
     return run_main(target, args, module=module)
 
 
-def add_demo_arguments(p):
-    from .demo.args import add_arguments  # argparse only: the demo loads when it runs
-
-    add_arguments(p)
-
-
-def cmd_demo(ns):
-    """The tutorial's image program (download, detect edges) on ferroloop and stock asyncio."""
-    from .demo.main import run
-
-    return run(ns)
-
-
 def _add_program_arguments(p):
     p.add_argument("--threshold", type=float, default=0.1, metavar="SECONDS",
                    help="a callback or task step longer than this blocks the loop (default 0.1)")
