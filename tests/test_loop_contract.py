@@ -11,9 +11,8 @@ import inspect
 import re
 import textwrap
 
-import pytest
-
 import ferroloop
+import pytest
 from ferroloop._ferroloop import CoreLoop
 from ferroloop._loop import Loop
 

@@ -129,7 +129,7 @@ def cmd_ps(ns):
     try:
         return ps(ns.target)
     except MonitorError as exc:
-        raise SystemExit(f"ferroloop ps: {exc}")
+        raise SystemExit(f"ferroloop ps: {exc}") from None
 
 
 def cmd_pstree(ns):
@@ -140,7 +140,7 @@ def cmd_pstree(ns):
     try:
         return pstree(ns.target)
     except MonitorError as exc:
-        raise SystemExit(f"ferroloop pstree: {exc}")
+        raise SystemExit(f"ferroloop pstree: {exc}") from None
 
 
 def add_top_arguments(p):
@@ -158,7 +158,7 @@ def cmd_top(ns):
     try:
         return top(ns.target, interval=ns.interval, sort=ns.sort, iterations=ns.iterations)
     except MonitorError as exc:
-        raise SystemExit(f"ferroloop top: {exc}")
+        raise SystemExit(f"ferroloop top: {exc}") from None
 
 
 def _version():

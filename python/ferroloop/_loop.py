@@ -27,7 +27,6 @@ from ._tls import TlsMixin
 from .xray.hook import OFF as XRAY_OFF
 from .xray.hook import loop_created as xray_loop_created
 
-
 _DEBUG_STACK_DEPTH = 10  # asyncio.constants.DEBUG_STACK_DEPTH
 _THREAD_JOIN_TIMEOUT = 300  # asyncio.constants.THREAD_JOIN_TIMEOUT (3.12+)
 # 3.14 hands a task factory every keyword create_task got (name, context, eager_start) and
@@ -258,6 +257,7 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
                 f"loop.shutdown_asyncgens() call",
                 ResourceWarning,
                 source=self,
+                stacklevel=1,  # the default, as asyncio's
             )
         self._asyncgens.add(agen)
 
@@ -269,7 +269,7 @@ class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, Soc
         closing = list(self._asyncgens)
         self._asyncgens.clear()
         results = await tasks.gather(*[ag.aclose() for ag in closing], return_exceptions=True)
-        for result, agen in zip(results, closing):
+        for result, agen in zip(results, closing, strict=True):
             if isinstance(result, Exception):
                 self.call_exception_handler(
                     {

@@ -183,7 +183,7 @@ class SendfileMixin:
         try:
             fsize = os.fstat(fileno).st_size
         except OSError:
-            raise exceptions.SendfileNotAvailableError("not a regular file")
+            raise exceptions.SendfileNotAvailableError("not a regular file")  # noqa: B904  (asyncio's raise: the OSError stays its context)
         end = offset + count if count else fsize
         if end <= offset:
             return 0  # an empty file, or nothing after offset

@@ -29,8 +29,8 @@ def set_reuseport(sock):
         raise ValueError("reuse_port not supported by socket module")
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError("reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.")
+    except OSError:  # asyncio's raise below: the OSError stays its context
+        raise ValueError("reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.")  # noqa: B904
 
 
 def bind_error_text(err):

@@ -69,7 +69,7 @@ def generate_images(count: int, size, quality: int) -> dict[int, bytes]:
     if workers <= 1:
         return {n: make(n) for n in nums}
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(nums, pool.map(make, nums)))
+        return dict(zip(nums, pool.map(make, nums), strict=True))
 
 
 def make_app(images: dict[int, bytes], *, latency: float, bandwidth: float, failures: dict[int, str]):
@@ -97,7 +97,7 @@ def make_app(images: dict[int, bytes], *, latency: float, bandwidth: float, fail
             num = int(request.match_info["num"])
             body = images[num]
         except (KeyError, ValueError):
-            raise web.HTTPNotFound()
+            raise web.HTTPNotFound() from None
         seen = requests_seen[num] = requests_seen.get(num, 0) + 1
         mode = failures.get(num)
         if latency > 0:

@@ -13,10 +13,11 @@ import traceback
 import warnings
 import weakref
 
-# the origin constants are re-exported: they were defined here before model.py
 from . import hook
+
+# the origin constants are re-exported: they were defined here before model.py
 from .model import DATAGRAM, FD, SOON, STREAM, THREAD, TIMER, Entry, Job, TaskInfo  # noqa: F401
-from .names import FERROLOOP_DIR, _PKG_DIRS, _STDLIB_DIR, caller_where, task_name
+from .names import _PKG_DIRS, _STDLIB_DIR, FERROLOOP_DIR, caller_where, task_name
 
 
 @functools.lru_cache(maxsize=1024)
