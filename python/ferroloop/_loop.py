@@ -58,15 +58,17 @@ def _stop_loop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, SocketsMixin, SubprocessMixin,
-           SignalsMixin, CoreLoop, asyncio.AbstractEventLoop):
+class Loop(CoreLoop, ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, SocketsMixin,
+           SubprocessMixin, SignalsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop whose scheduling core is written in Rust.
 
     The mixins are the loop's methods by concept, one file each; none has state or an
     __init__ of its own beyond what this class's __init__ calls (_init_signals). Each
     names in its docstring ("Needs from the loop") what it uses of the others, of this
     class and of CoreLoop; tests/test_loop_contract.py holds them to it. No two of them
-    define the same name, so their order here decides nothing.
+    define the same name, so their order decides nothing but speed: CoreLoop first, so a
+    lookup of a native method (call_soon, ...) ends at its first step (callgrind: 40
+    instructions less per call_soon than with CoreLoop after the mixins).
 
     The x-ray sees the loop through one object, `_xray_hook` (xray/hook.py: `OFF`, which
     does what asyncio does, until a recorder attaches): once per task made in Python,
