@@ -5,7 +5,9 @@ import concurrent.futures
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ._ferroloop import CoreLoop, Handle as Handle, TimerHandle as TimerHandle
+from ._ferroloop import CoreLoop
+from ._ferroloop import Handle as Handle
+from ._ferroloop import TimerHandle as TimerHandle
 
 _T = TypeVar("_T")
 

@@ -32,19 +32,6 @@ def cmd_run(ns):
     return run_main(target, args, module=module)
 
 
-def add_demo_arguments(p):
-    from .demo.args import add_arguments  # argparse only: the demo loads when it runs
-
-    add_arguments(p)
-
-
-def cmd_demo(ns):
-    """The tutorial's image program (download, detect edges) on ferroloop and stock asyncio."""
-    from .demo.main import run
-
-    return run(ns)
-
-
 def _add_program_arguments(p):
     p.add_argument("--threshold", type=float, default=0.1, metavar="SECONDS",
                    help="a callback or task step longer than this blocks the loop (default 0.1)")
@@ -142,7 +129,7 @@ def cmd_ps(ns):
     try:
         return ps(ns.target)
     except MonitorError as exc:
-        raise SystemExit(f"ferroloop ps: {exc}")
+        raise SystemExit(f"ferroloop ps: {exc}") from None
 
 
 def cmd_pstree(ns):
@@ -153,7 +140,7 @@ def cmd_pstree(ns):
     try:
         return pstree(ns.target)
     except MonitorError as exc:
-        raise SystemExit(f"ferroloop pstree: {exc}")
+        raise SystemExit(f"ferroloop pstree: {exc}") from None
 
 
 def add_top_arguments(p):
@@ -171,7 +158,7 @@ def cmd_top(ns):
     try:
         return top(ns.target, interval=ns.interval, sort=ns.sort, iterations=ns.iterations)
     except MonitorError as exc:
-        raise SystemExit(f"ferroloop top: {exc}")
+        raise SystemExit(f"ferroloop top: {exc}") from None
 
 
 def _version():

@@ -19,6 +19,12 @@ def _noop_handler(signum, frame):
 
 
 class SignalsMixin:
+    """add_signal_handler / remove_signal_handler; its state is made by _init_signals and
+    dropped by _close_signals, both called by Loop.
+
+    Needs from the loop: _check_closed (Loop), add_reader, remove_reader, _add_callback
+    (CoreLoop)."""
+
     def _init_signals(self):
         self._signal_handlers = {}
         self._ssock = self._csock = None
@@ -81,7 +87,7 @@ class SignalsMixin:
             # take over signals.
             signal.set_wakeup_fd(self._csock.fileno())
         except (ValueError, OSError) as exc:
-            raise RuntimeError(str(exc))
+            raise RuntimeError(str(exc))  # noqa: B904  (asyncio's raise: the error stays its context)
         from ._ferroloop import Handle
 
         self._signal_handlers[sig] = Handle(callback, args, self, None)
@@ -97,7 +103,7 @@ class SignalsMixin:
                 except (ValueError, OSError) as nexc:
                     logger.info("set_wakeup_fd(-1) failed: %s", nexc)
             if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig:d} cannot be caught")
+                raise RuntimeError(f"sig {sig:d} cannot be caught")  # noqa: B904  (asyncio's raise: the OSError stays its context)
             raise
 
     def remove_signal_handler(self, sig):
@@ -112,7 +118,7 @@ class SignalsMixin:
             signal.signal(sig, handler)
         except OSError as exc:
             if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig:d} cannot be caught")
+                raise RuntimeError(f"sig {sig:d} cannot be caught")  # noqa: B904  (asyncio's raise: the OSError stays its context)
             raise
         if not self._signal_handlers:
             try:

@@ -1,19 +1,16 @@
 """Raw sockets on the loop (sock_recv, sock_sendall, sock_connect, ...) and name
 resolution. Each operation first tries the non-blocking call at once; only when the
-socket is not ready does it wait for readiness through the native fd watchers.
+socket is not ready does it wait for readiness through the native fd watchers. Also the
+socket helpers the connect, serve and datagram methods share (socket options, bind
+errors). sock_sendfile is in `_sendfile`.
 """
 
 import errno
 import functools
-import io
-import os
 import socket
-from asyncio import exceptions
-
-from ._ferroloop import sendfile_chunk  # noqa: F401  (one sendfile(2) per chunk, native)
+import sys
 
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
-_SENDFILE_FALLBACK_READBUFFER_SIZE = 256 * 1024  # asyncio.constants
 # Flags a numeric-host lookup answers exactly like getaddrinfo() would.
 _NUMERIC_SAFE_FLAGS = socket.AI_PASSIVE | socket.AI_NUMERICHOST | getattr(socket, "AI_NUMERICSERV", 0)
 _PROTO_OF_TYPE = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
@@ -25,6 +22,24 @@ def check_ssl_socket(sock):
 
     if isinstance(sock, ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def set_reuseport(sock):
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port not supported by socket module")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except OSError:  # asyncio's raise below: the OSError stays its context
+        raise ValueError("reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.")  # noqa: B904
+
+
+def bind_error_text(err):
+    """How asyncio words a bind error after "error while attempting to bind on address
+    ...: ": 3.13+ lowercases str(err) ("[errno 98] address already in use"), 3.11 and 3.12
+    the bare strerror."""
+    if sys.version_info >= (3, 13) or err.strerror is None:
+        return str(err).lower()
+    return err.strerror.lower()
 
 
 def numeric_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
@@ -118,6 +133,11 @@ def numeric_getaddrinfo(host, port, family, type, proto, flags):
 
 
 class SocketsMixin:
+    """The sock_* methods and name resolution.
+
+    Needs from the loop: create_future, run_in_executor (Loop), _add_reader, _add_writer,
+    remove_reader, remove_writer, _transport_for_fd, call_later, get_debug (CoreLoop)."""
+
     # -- name resolution -----------------------------------------------------------------
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
@@ -357,96 +377,3 @@ class SocketsMixin:
             fut.set_result(None)
         finally:
             fut = None  # the exception's traceback holds this frame: no cycle through fut
-
-    # -- sendfile ------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_sendfile_params(sock, file, offset, count):
-        if "b" not in getattr(file, "mode", "b"):
-            raise ValueError("file should be opened in binary mode")
-        if not sock.type == socket.SOCK_STREAM:
-            raise ValueError("only SOCK_STREAM type sockets are supported")
-        if count is not None:
-            if not isinstance(count, int):
-                raise TypeError(f"count must be a positive integer (got {count!r})")
-            if count <= 0:
-                raise ValueError(f"count must be a positive integer (got {count!r})")
-        if not isinstance(offset, int):
-            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-        if offset < 0:
-            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
-
-    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
-        """Send a file over a socket: zero-copy os.sendfile where possible, else read and
-        send in chunks (fallback=True)."""
-        if self.get_debug() and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        check_ssl_socket(sock)
-        self._check_sendfile_params(sock, file, offset, count)
-        try:
-            return await self._sock_sendfile_native(sock, file, offset, count)
-        except exceptions.SendfileNotAvailableError:
-            if not fallback:
-                raise
-        return await self._sock_sendfile_fallback(sock, file, offset, count)
-
-    async def _sock_sendfile_native(self, sock, file, offset, count):
-        if not hasattr(os, "sendfile"):
-            raise exceptions.SendfileNotAvailableError("os.sendfile() is not available")
-        try:
-            fileno = file.fileno()
-        except (AttributeError, io.UnsupportedOperation) as err:
-            raise exceptions.SendfileNotAvailableError("not a regular file") from err
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError:
-            raise exceptions.SendfileNotAvailableError("not a regular file")
-        blocksize = count if count else fsize
-        if not blocksize:
-            return 0  # empty file
-        blocksize = min(blocksize, 0xFFFF_FFFF)
-        end = offset + count if count else fsize
-        total = 0
-        fut = None
-        fd = sock.fileno()
-        try:
-            while True:
-                chunk = min(blocksize, end - offset - total)
-                if chunk <= 0:
-                    break
-                sent = sendfile_chunk(fd, fileno, offset + total, chunk, first=total == 0)
-                if sent is None:
-                    fut = self.create_future()
-                    self._wait_writable(sock, fut, lambda f, s: f.done() or f.set_result(None))
-                    await fut
-                    continue
-                if sent == 0:
-                    break  # EOF
-                total += sent
-            return total
-        finally:
-            if total > 0:
-                os.lseek(fileno, offset + total, os.SEEK_SET)
-
-    async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
-            file.seek(offset)
-        blocksize = min(count, _SENDFILE_FALLBACK_READBUFFER_SIZE) if count else _SENDFILE_FALLBACK_READBUFFER_SIZE
-        buf = bytearray(blocksize)
-        total = 0
-        try:
-            while True:
-                if count:
-                    blocksize = min(count - total, blocksize)
-                    if blocksize <= 0:
-                        break
-                view = memoryview(buf)[:blocksize]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    break
-                await self.sock_sendall(sock, view[:read])
-                total += read
-            return total
-        finally:
-            if total > 0 and hasattr(file, "seek"):
-                file.seek(offset + total)

@@ -33,6 +33,11 @@ def _exit_code(status):
 
 
 class SubprocessMixin:
+    """Pipes and subprocesses.
+
+    Needs from the loop: create_future (Loop), _add_reader, _remove_reader,
+    call_soon_threadsafe, get_debug, is_closed (CoreLoop)."""
+
     # -- pipes ---------------------------------------------------------------------------
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):

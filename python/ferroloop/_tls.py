@@ -1,8 +1,8 @@
 """TLS: what runs once per connection. The records themselves go through the native
-engine (src/tls/), which drives CPython's own `ssl` objects; this module picks the
-context, calls `wrap_bio`, makes the transport facade the app protocol sees, and falls
-back to asyncio's `sslproto.SSLProtocol` where the engine cannot serve (see
-docs/architecture.md, "TLS").
+engine (src/tls/), which drives CPython's own `ssl` objects; this module checks the
+arguments, picks the context, calls `wrap_bio`, makes the transport facade the app
+protocol sees (`_make_ssl_transport`, `start_tls`), and falls back to asyncio's
+`sslproto.SSLProtocol` where the engine cannot serve (see docs/architecture.md, "TLS").
 """
 
 import os
@@ -13,6 +13,7 @@ from asyncio.log import logger
 from asyncio.protocols import BufferedProtocol
 
 from ._ferroloop import TlsProtocol as _TlsEngine
+from ._transports import SocketTransport
 
 try:
     import ssl
@@ -175,6 +176,61 @@ def new_protocol(loop, app_protocol, sslcontext, waiter, server_side=False, serv
                         call_connection_made, (ssl_handshake_timeout, ssl_shutdown_timeout))
     proto._set_app_transport(TlsTransport(loop, proto))
     return proto
+
+
+def check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout):
+    """The TLS timeouts make sense only with ssl= (asyncio's messages)."""
+    if ssl_handshake_timeout is not None and not ssl:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if ssl_shutdown_timeout is not None and not ssl:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+
+
+class TlsMixin:
+    """The loop's TLS methods: a TLS transport over a new socket (`ssl=` of the
+    connect and serve methods) or over an existing transport (`start_tls`).
+
+    Needs from the loop: create_future (Loop), call_soon (CoreLoop)."""
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
+                            server_hostname=None, extra=None, server=None,
+                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+                            call_connection_made=True):
+        ssl_protocol = new_protocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=call_connection_made)
+        SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False, server_hostname=None,
+                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        """Upgrade an existing connection to TLS; returns the new (TLS) transport."""
+        if ssl is None:
+            raise RuntimeError("Python ssl module is not available")
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}")
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        waiter = self.create_future()
+        ssl_protocol = new_protocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False)
+        # Paused until connection_made runs, so no data reaches the TLS layer before it.
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+        resume_cb = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            conmade_cb.cancel()
+            resume_cb.cancel()
+            raise
+        return ssl_protocol._app_transport
 
 
 # -- helpers the engine calls (once per error / per event, never per record) -------------

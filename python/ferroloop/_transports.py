@@ -7,7 +7,7 @@ engines call.
 
 import socket
 import warnings
-from asyncio import transports, trsock
+from asyncio import constants, transports, trsock
 from asyncio.log import logger
 from asyncio.protocols import BufferedProtocol  # noqa: F401  (the engines look it up here)
 
@@ -84,6 +84,9 @@ class _FacadeMixin:
 
 class SocketTransport(_FacadeMixin, transports.Transport):
     """A TCP or Unix stream socket transport (asyncio's _SelectorSocketTransport)."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         super().__init__(extra)

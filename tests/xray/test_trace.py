@@ -76,6 +76,20 @@ def test_python_api_and_executor_lanes(tmp_path):
     assert re.fullmatch(r"test_python_api_and_executor_lanes\.<locals>\.main#\d+", report.tasks[0].name)
 
 
+def test_html_page_is_package_data():
+    """The page's HTML, CSS and script are a file of the installed package, filled in
+    with the title and the trace in one pass."""
+    from importlib import resources
+
+    from ferroloop.xray.export import html_page
+
+    page = resources.files("ferroloop.xray").joinpath("timeline.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("@TITLE@") == 2 and page.count("@DATA@") == 1
+    out = html_page({"traceEvents": [{"name": "</script>@TITLE@"}]}, title="a <b>")
+    assert out.count("<title>a &lt;b&gt;</title>") == 1 and "@DATA@" not in out
+    assert '"</script>@TITLE@"'.replace("</", "<\\/") in out   # the data is not read as markup
+
+
 def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

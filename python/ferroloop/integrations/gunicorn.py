@@ -11,7 +11,7 @@ import asyncio
 
 LOOP = "ferroloop:new_event_loop"  # uvicorn's `loop` setting: a module:attr loop factory
 
-__all__ = ("UvicornWorker", "AiohttpWorker")
+__all__ = ("UvicornWorker", "AiohttpWorker")  # noqa: F822  (built on first use by __getattr__)
 
 
 def _uvicorn_worker():

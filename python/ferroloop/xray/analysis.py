@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 
 from .model import DATAGRAM, FD, STREAM, THREAD, TIMER, Finding, TaskStats
-from .names import call_at as _call_at, user_frame
+from .names import call_at as _call_at
+from .names import user_frame
 
 FIXES = {
     "blocking": "use the async form (await asyncio.sleep(...), an async client such as httpx or "
@@ -174,7 +175,7 @@ def build_report(rec):
         finish = info.done_at or end
         lifetime = max(finish - info.created_at, running)
         waits = {}
-        for prev, step in zip([None] + steps, steps):
+        for prev, step in zip([None] + steps, steps, strict=False):
             if prev is None:
                 continue
             for kind, a, b in suspension(rec, prev, step):

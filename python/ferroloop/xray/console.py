@@ -36,10 +36,10 @@ def _table(headers, rows, width=None, caps=()):
         for i, cell in enumerate(r):
             cap = caps[i] if i < len(caps) else 60 if i < len(headers) - 1 else 1000
             widths[i] = min(max(widths[i], len(cell)), cap)
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
     for r in rows:
-        cells = [c if len(c) <= w else c[:w - 1] + "…" for c, w in zip(r, widths)]
-        out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        cells = [c if len(c) <= w else c[:w - 1] + "…" for c, w in zip(r, widths, strict=False)]
+        out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
     if width:
         out = [line[:width] for line in out]
     return out
@@ -98,13 +98,13 @@ def pstree_lines(snap):
 def lag_quantile(lag, q, base=None):
     counts = lag.get("counts") or []
     if base:
-        counts = [a - b for a, b in zip(counts, base.get("counts") or [0] * len(counts))]
+        counts = [a - b for a, b in zip(counts, base.get("counts") or [0] * len(counts), strict=False)]
     total = sum(counts)
     if not total:
         return None
     bounds = list(lag.get("buckets") or []) + [float("inf")]
     cum = 0
-    for bound, n in zip(bounds, counts):
+    for bound, n in zip(bounds, counts, strict=False):
         cum += n
         if cum >= q * total:
             return bound if bound != float("inf") else lag.get("max")

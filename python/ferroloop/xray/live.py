@@ -84,7 +84,7 @@ class Monitor:
             return
         w = _LoopWatch(self, loop)
         self.watches[loop] = w
-        if getattr(loop, "_xray", None) is None:
+        if not hook.attached(loop):
             loop._xray_start_live(w, self.blocking_threshold)
 
     def loops(self):
@@ -95,7 +95,7 @@ class Monitor:
             self.server.close()
             self.server = None
         for loop in self.loops():
-            if getattr(loop, "_xray", None) is None:
+            if not hook.attached(loop):
                 loop._xray_stop()
         self.watches.clear()
 

@@ -13,9 +13,11 @@ import traceback
 import warnings
 import weakref
 
+from . import hook
+
 # the origin constants are re-exported: they were defined here before model.py
 from .model import DATAGRAM, FD, SOON, STREAM, THREAD, TIMER, Entry, Job, TaskInfo  # noqa: F401
-from .names import FERROLOOP_DIR, _PKG_DIRS, _STDLIB_DIR, caller_where, task_name
+from .names import _PKG_DIRS, _STDLIB_DIR, FERROLOOP_DIR, caller_where, task_name
 
 
 @functools.lru_cache(maxsize=1024)
@@ -33,8 +35,9 @@ def _timed_call(func, args):
         raise
 
 
-class Recorder:
-    """Records what ferroloop loops do while attached.
+class Recorder(hook.LoopHook):
+    """Records what ferroloop loops do while attached: the native entries (src/trace.rs)
+    and, as the loop's hook (xray/hook.py), its tasks, executor jobs, errors and close.
 
     blocking_threshold: a loop entry longer than this (seconds) is a blocking finding; the
     watchdog samples the stack while it blocks. hooks: also watch for never-awaited
@@ -72,7 +75,7 @@ class Recorder:
 
     def attach(self, loop):
         """Start recording `loop` (a ferroloop.Loop)."""
-        loop._xray = self
+        hook.attach(loop, self)
         self.loop_thread = threading.get_ident()
         loop._xray_start(self, self.blocking_threshold)
         self.loops.append(weakref.ref(loop))
@@ -80,7 +83,7 @@ class Recorder:
     def detach(self, loop):
         if not loop.is_closed():
             loop._xray_stop()
-        loop._xray = None
+        hook.detach(loop)
 
     def start_hooks(self):
         if not self.hooks:
@@ -230,7 +233,7 @@ class Recorder:
             info = self._new_task_info(task, time.monotonic(), None)
         return info
 
-    def _task_created(self, task, where="caller"):
+    def task_created(self, task, where="caller"):
         # Once per task, inside the program's step: a frame walk (no source read) and an
         # append; the time it takes is the recorder's own (see _own).
         start = time.perf_counter()
@@ -286,7 +289,7 @@ class Recorder:
             if other is not info and not other.task.done() and other.task.get_loop() is task.get_loop():
                 other.pending_at_main_exit = True
 
-    def _run_in_executor(self, loop, executor, func, args):
+    def submit(self, loop, executor, func, args):
         import concurrent.futures
 
         kind = ("process" if isinstance(executor, concurrent.futures.ProcessPoolExecutor)
@@ -325,7 +328,7 @@ class Recorder:
         outer.add_done_callback(cancel_inner)
         return outer
 
-    def _exception_context(self, context):
+    def exception_context(self, context):
         message = context.get("message", "")
         if "never retrieved" in message or "destroyed but it is pending" in message:
             task = context.get("future") or context.get("task")
@@ -359,7 +362,7 @@ class Recorder:
         if running:
             self.gather_failures.append((repr(fut.exception()), where, running))
 
-    def _loop_closing(self, loop):
+    def loop_closing(self, loop):
         for info in self.tasks.values():
             if not info.task.done():
                 info.cancelled_at_shutdown = True

@@ -72,7 +72,7 @@ def _awaits(frames, fut):
     for child in getattr(fut, "_children", None) or ():
         if isinstance(child, asyncio.Task):
             out.append(child)
-    for coro, frame in frames:
+    for _coro, frame in frames:
         if frame.f_code.co_name == "__aexit__" and frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
             group = frame.f_locals.get("self")
             if isinstance(group, getattr(asyncio, "TaskGroup", ())):

@@ -69,7 +69,7 @@ def metrics():
     family("ferroloop_loop_lag_seconds", "histogram", "Delay between a callback becoming ready and running.")
     for lbl, _, st, _ in loops:
         cum = 0
-        for bound, n in zip(st["lag_buckets"], st["lag_counts"]):
+        for bound, n in zip(st["lag_buckets"], st["lag_counts"], strict=False):
             cum += n
             out.append(f'ferroloop_loop_lag_seconds_bucket{{loop="{lbl}",le="{bound}"}} {cum}')
         cum += st["lag_counts"][-1]

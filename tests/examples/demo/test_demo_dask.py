@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from .demo_helpers import SMALL  # noqa: F401  (skips without the demo extra)
-from ferroloop.demo.executors import make_executor_factory
+from .demo_helpers import demo_env  # (skips without the demo's requirements)
+from ferroloop_demo.executors import make_executor_factory
 
 pytest.importorskip("distributed")
 
@@ -18,7 +18,8 @@ pytest.importorskip("distributed")
 @pytest.mark.timeout(180)
 def test_dask_same_images(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "dask_check.py")
-    p = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=170)
+    p = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=170,
+                       env=demo_env())
     assert p.returncode == 0, p.stderr[-3000:]
     report = json.loads(p.stdout.strip().splitlines()[-1])
     want = report["pool"]["digests"]

@@ -1,5 +1,5 @@
-"""The demo's command-line options. Imported by `python -m ferroloop` for every command, so
-this module imports nothing heavy: the demo itself loads only when it runs."""
+"""The demo's command-line options. Argparse only: `--help` and a bad option answer before
+anything heavy loads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m ferroloop demo`: start the image server, run the variants, report."""
+"""The demo's run: start the image server, run the variants, report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 MARKER = ".ferroloop-demo"
+REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
 NEEDED = ("PIL", "numpy", "aiohttp", "httpx", "aiofiles", "rich", "matplotlib")
 
 
@@ -29,7 +30,7 @@ def prepare_out_dir(out: str | None) -> Path:
         if path.exists() and any(path.iterdir()) and not (path / MARKER).exists():
             raise SystemExit(f"--out {path}: not empty and not a ferroloop demo folder; choose another")
         path.mkdir(parents=True, exist_ok=True)
-    (path / MARKER).write_text("made by python -m ferroloop demo\n")
+    (path / MARKER).write_text("made by ferroloop's demo (examples/demo)\n")
     return path
 
 
@@ -55,7 +56,7 @@ def run(ns) -> int:
 def _run(ns) -> int:
     missing = missing_dependencies(ns.executor)
     if missing:
-        print(f"The demo needs {', '.join(missing)}: pip install 'ferroloop[demo]'", file=sys.stderr)
+        print(f"The demo needs {', '.join(missing)}: pip install -r {REQUIREMENTS}", file=sys.stderr)
         return 2
     from . import pipeline, report
     from .executors import make_executor_factory

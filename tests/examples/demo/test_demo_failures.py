@@ -7,8 +7,8 @@ import time
 import pytest
 
 from .demo_helpers import SMALL, leftovers, settings_for
-from ferroloop.demo import images, pipeline, report
-from ferroloop.demo.server import ImageServer
+from ferroloop_demo import images, pipeline, report
+from ferroloop_demo.server import ImageServer
 
 FAILS = "2:error,3:reset,4:flaky,5:404,6:stall"
 COUNT = 7

@@ -1,16 +1,17 @@
-"""`python -m ferroloop demo`: the command, its report, its last line; and `run` does not
-load the demo."""
+"""`python -m ferroloop_demo` (what `./dev demo` runs): the command, its report, its last
+line; and the ferroloop package neither carries the demo nor loads anything heavy for its
+command line."""
 
 import re
 import subprocess
 import sys
 
-from . import demo_helpers  # noqa: F401  (skips without the demo extra)
+from .demo_helpers import demo_env  # (skips without the demo's requirements)
 
 
 def run_demo(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "ferroloop", "demo", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "ferroloop_demo", *args],
+                          capture_output=True, text=True, timeout=timeout, env=demo_env())
 
 
 def test_demo_command_report_and_last_line(tmp_path):
@@ -50,10 +51,12 @@ def test_demo_help_and_bad_options():
         assert p.returncode != 0 and said in p.stderr, (bad, p.stderr)
 
 
-def test_run_does_not_load_the_demo():
-    code = ("import sys; from ferroloop._cli import build_parser; build_parser(); "
-            "heavy = [m for m in ('PIL', 'numpy', 'aiohttp', 'httpx', 'ferroloop.demo.main') if m in sys.modules]; "
-            "print(heavy)")
+def test_the_package_has_no_demo_and_its_command_line_loads_nothing_heavy():
+    code = ("import importlib.util, sys; from ferroloop._cli import build_parser; build_parser(); "
+            "heavy = [m for m in ('PIL', 'numpy', 'aiohttp', 'httpx', 'ferroloop_demo') if m in sys.modules]; "
+            "print(heavy, importlib.util.find_spec('ferroloop.demo'))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "[]"
+    assert p.stdout.strip() == "[] None"
+    p = subprocess.run([sys.executable, "-m", "ferroloop", "demo"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "invalid choice" in p.stderr, p.stderr

@@ -151,7 +151,7 @@ def _numbered(settings: Settings):
 def _collect(results, numbered, stage: str, failures: list[Failure]) -> list[Path]:
     """Split gather(return_exceptions=True) results into paths and failures, in order."""
     ok = []
-    for (img_num, url), result in zip(numbered, results):
+    for (img_num, url), result in zip(numbered, results, strict=True):
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result            # KeyboardInterrupt, CancelledError: not ours to keep

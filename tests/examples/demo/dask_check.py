@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from ferroloop.demo import pipeline
-from ferroloop.demo.executors import DaskFactory, make_executor_factory
-from ferroloop.demo.server import ImageServer
+from ferroloop_demo import pipeline
+from ferroloop_demo.executors import DaskFactory, make_executor_factory
+from ferroloop_demo.server import ImageServer
 
 
 def digests(result):

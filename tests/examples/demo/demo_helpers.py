@@ -1,7 +1,11 @@
 """Shared by the demo's tests. Importing it skips the importing module when the demo's
-dependencies (the `demo` extra) are not installed."""
+dependencies (examples/demo/requirements.txt) are not installed."""
+
+import os
 
 import pytest
+
+from . import DEMO_DIR
 
 for _name in ("PIL", "numpy", "aiohttp", "httpx", "aiofiles", "rich"):
     pytest.importorskip(_name)
@@ -9,8 +13,15 @@ for _name in ("PIL", "numpy", "aiohttp", "httpx", "aiofiles", "rich"):
 SMALL = (240, 135)        # 1/8 of 1920x1080: the tutorial's detector takes ~30 ms on it
 
 
+def demo_env():
+    """The environment for a child process that imports the demo (it is not installed)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(DEMO_DIR), env.get("PYTHONPATH")) if p)
+    return env
+
+
 def settings_for(srv, out_dir, **kw):
-    from ferroloop.demo.pipeline import Settings
+    from ferroloop_demo.pipeline import Settings
 
     kw.setdefault("backoff", 0.05)
     kw.setdefault("timeout", 5.0)

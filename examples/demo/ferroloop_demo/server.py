@@ -17,7 +17,7 @@ The server can be told to fail some images (`--fail 3,7:flaky`), each in one way
 It runs in its own process (`ImageServer` starts it and reads the URL it prints), on
 ferroloop by default, so the clients under test share no event loop and no GIL with it.
 
-    python -m ferroloop.demo.server --count 12 --latency 0.3 --bandwidth 60000
+    python -m ferroloop_demo.server --count 12 --latency 0.3 --bandwidth 60000
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def generate_images(count: int, size, quality: int) -> dict[int, bytes]:
     if workers <= 1:
         return {n: make(n) for n in nums}
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(nums, pool.map(make, nums)))
+        return dict(zip(nums, pool.map(make, nums), strict=True))
 
 
 def make_app(images: dict[int, bytes], *, latency: float, bandwidth: float, failures: dict[int, str]):
@@ -97,7 +97,7 @@ def make_app(images: dict[int, bytes], *, latency: float, bandwidth: float, fail
             num = int(request.match_info["num"])
             body = images[num]
         except (KeyError, ValueError):
-            raise web.HTTPNotFound()
+            raise web.HTTPNotFound() from None
         seen = requests_seen[num] = requests_seen.get(num, 0) + 1
         mode = failures.get(num)
         if latency > 0:
@@ -158,7 +158,7 @@ async def serve(args, images) -> None:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m ferroloop.demo.server", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ferroloop_demo.server", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0: any free port")
     p.add_argument("--count", type=int, default=12)
@@ -187,6 +187,14 @@ def main(argv=None) -> int:
     return 0
 
 
+def _child_env():
+    """The server's process finds this package where this one did, whatever its cwd."""
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
+
+
 class ImageServer:
     """Start the image server in a child process; `url` is its base URL.
 
@@ -209,13 +217,13 @@ class ImageServer:
         return [f"{self.url}/images/{n}.jpg" for n in range(1, self.count + 1)]
 
     def start(self) -> "ImageServer":
-        cmd = [sys.executable, "-m", "ferroloop.demo.server", "--count", str(self.count),
+        cmd = [sys.executable, "-m", f"{__package__}.server", "--count", str(self.count),
                "--latency", str(self.latency), "--bandwidth", str(self.bandwidth),
                "--width", str(self.size[0]), "--height", str(self.size[1]),
                "--quality", str(self.quality), "--loop", self.loop]
         if self.fail:
             cmd += ["--fail", self.fail]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_child_env())
         deadline = time.monotonic() + self.start_timeout
         line = ""
         while time.monotonic() < deadline:

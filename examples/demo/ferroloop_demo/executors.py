@@ -7,8 +7,8 @@
                        show the distributed path on one machine
 
 The pipeline hands the executor bytes and gets bytes back, so a cluster's workers need
-neither this machine's files nor a shared disk - only ferroloop[demo] installed, for the
-edge detector's module.
+neither this machine's files nor a shared disk - only the demo's requirements and this
+package importable (PYTHONPATH=examples/demo), for the edge detector's module.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ProcessPoolFactory(ExecutorFactory):
         if self.context is None:
             if "forkserver" in multiprocessing.get_all_start_methods():
                 ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(["ferroloop.demo.edges"])
+                ctx.set_forkserver_preload([f"{__package__}.edges"])
                 from multiprocessing import forkserver
 
                 forkserver.ensure_running()
@@ -117,7 +117,7 @@ class DaskFactory(ExecutorFactory):
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:
-            raise SystemExit("the Dask executor needs dask[distributed]: pip install 'ferroloop[demo]'") from exc
+            raise SystemExit("the Dask executor needs dask[distributed] (examples/demo/requirements.txt)") from exc
         if self.address is None:
             # One single-threaded worker process per core: the detector is pure Python, so
             # threads in a worker would only queue on its GIL.

@@ -6,7 +6,7 @@ import io
 import pytest
 from PIL import Image
 
-from ferroloop.demo import edges, images, pipeline, report
+from ferroloop_demo import edges, images, pipeline, report
 
 from .demo_helpers import SMALL, leftovers, settings_for
 

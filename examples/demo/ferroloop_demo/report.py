@@ -92,7 +92,7 @@ def chart(results: list[RunResult], path: Path, title: str) -> Path:
     y = list(range(len(results)))[::-1]
     ax.barh(y, dl, color="#4c8bd6", label="download (IO-bound)")
     ax.barh(y, proc, left=dl, color="#e8913a", label="edge detection (CPU-bound)")
-    for yi, r in zip(y, results):
+    for yi, r in zip(y, results, strict=True):
         ax.text(r.total_time, yi, f"  {r.total_time:.1f} s", va="center", fontsize=9)
     ax.set_yticks(y, labels, fontsize=9)
     ax.set_xlabel("seconds")
