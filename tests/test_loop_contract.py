@@ -11,8 +11,9 @@ import inspect
 import re
 import textwrap
 
-import ferroloop
 import pytest
+
+import ferroloop
 from ferroloop._ferroloop import CoreLoop
 from ferroloop._loop import Loop
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from .demo_helpers import demo_env  # (skips without the demo's requirements)
 from ferroloop_demo.executors import make_executor_factory
+
+from .demo_helpers import demo_env  # (skips without the demo's requirements)
 
 pytest.importorskip("distributed")
 

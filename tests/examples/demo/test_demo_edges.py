@@ -2,13 +2,13 @@
 
 import io
 
-from . import demo_helpers  # noqa: F401  (skips without the demo's requirements)
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from ferroloop_demo import edges, images
+
+from . import demo_helpers  # noqa: F401  (skips without the demo's requirements)
 
 
 def both(img):

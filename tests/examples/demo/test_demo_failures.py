@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from .demo_helpers import SMALL, leftovers, settings_for
 from ferroloop_demo import images, pipeline, report
 from ferroloop_demo.server import ImageServer
+
+from .demo_helpers import SMALL, leftovers, settings_for
 
 FAILS = "2:error,3:reset,4:flaky,5:404,6:stall"
 COUNT = 7
@@ -30,7 +31,7 @@ def test_failures_reported_and_the_rest_complete(failing_server, process_pool, t
     elapsed = time.monotonic() - t0
 
     assert [p.name for p in r.processed] == [f"image_{n}.jpg" for n in OK]
-    for n, path in zip(OK, r.downloaded):
+    for n, path in zip(OK, r.downloaded, strict=True):
         assert path.read_bytes() == images.photo_jpeg(n, size=SMALL)
     failed = {f.img_num: f for f in r.failures}
     assert sorted(failed) == [2, 3, 5, 6]

@@ -44,7 +44,7 @@ def test_every_run_completes(all_runs, server):
 
 def test_the_loops_are_the_ones_asked_for(all_runs):
     _, results = all_runs
-    for (variant, loop), r in results.items():
+    for (_variant, loop), r in results.items():
         if loop == "ferroloop":
             assert r.loop_type == "ferroloop._loop.Loop"
         elif loop == "asyncio":
