@@ -21,13 +21,15 @@ def write_outputs(results, args):
     if args.markdown:
         chart_ref = None
         if args.chart:
-            chart_ref = os.path.relpath(os.path.abspath(args.chart), os.path.dirname(os.path.abspath(args.markdown)))
+            chart_ref = os.path.relpath(
+                os.path.abspath(args.chart), os.path.dirname(os.path.abspath(args.markdown))
+            )
         body = report.markdown(results, chart_ref, intro="## Results of the last full run")
         block = f"{BEGIN}\n{body}\n{END}"
         old = open(args.markdown).read() if os.path.exists(args.markdown) else ""
         if BEGIN in old and END in old:
             # Keep the hand-written text around the generated block.
-            new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+            new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
         else:
             new = "# Benchmarks\n\n" + block + "\n"
         os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
@@ -42,8 +44,9 @@ def cmd_run(args):
     repeat = 1 if args.quick and args.repeat is None else (args.repeat or 5)
     duration = args.duration or (0.3 if args.quick else 2.0)
     t0 = time.time()
-    out = args.json or os.path.join(runner.ROOT, "benchmarks", "results",
-                                    time.strftime("run-%Y%m%d-%H%M%S.json"))
+    out = args.json or os.path.join(
+        runner.ROOT, "benchmarks", "results", time.strftime("run-%Y%m%d-%H%M%S.json")
+    )
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
 
     def save(results):
@@ -53,8 +56,18 @@ def cmd_run(args):
             json.dump(results, f, indent=1)
 
     cg_loops = {x.strip() for x in args.callgrind_loops.split(",")} if args.callgrind_loops else None
-    results = runner.race(loops, benches, repeat, args.quick, duration, not args.no_pin, args.callgrind,
-                          checkpoint=save, callgrind_loops=cg_loops, ferroloop_commit=args.ferroloop_commit)
+    results = runner.race(
+        loops,
+        benches,
+        repeat,
+        args.quick,
+        duration,
+        not args.no_pin,
+        args.callgrind,
+        checkpoint=save,
+        callgrind_loops=cg_loops,
+        ferroloop_commit=args.ferroloop_commit,
+    )
     save(results)
     print()
     print(report.console(results))
@@ -62,7 +75,9 @@ def cmd_run(args):
     write_outputs(results, args)
     if args.strict:
         strict = {s.strip() for s in args.strict.split(",")}
-        hard = [r for r in results["runs"] if not r["ok"] and r["loop"] in strict and r["stage"] in HARD_STAGES]
+        hard = [
+            r for r in results["runs"] if not r["ok"] and r["loop"] in strict and r["stage"] in HARD_STAGES
+        ]
         if hard:
             for r in hard:
                 print(f"STRICT: {r['loop']} {r['bench']} [{r['stage']}] {r['error']}", file=sys.stderr)
@@ -90,24 +105,48 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the race")
-    r.add_argument("--loops", default=",".join(runner.DEFAULT_LOOPS),
-                   help="comma-separated module:factory specs (default: %(default)s)")
-    r.add_argument("--bench", nargs="*", metavar="NAME",
-                   help="benchmark names or fnmatch patterns, or 'micro'/'net' (default: all)")
-    r.add_argument("--repeat", type=int, default=None, help="repeats per (benchmark, loop); default 5, 1 with --quick")
-    r.add_argument("--quick", action="store_true", help="small sizes, short network runs, one repeat (CI smoke)")
-    r.add_argument("--duration", type=float, default=None, help="seconds per network run (default 2, 0.3 with --quick)")
+    r.add_argument(
+        "--loops",
+        default=",".join(runner.DEFAULT_LOOPS),
+        help="comma-separated module:factory specs (default: %(default)s)",
+    )
+    r.add_argument(
+        "--bench",
+        nargs="*",
+        metavar="NAME",
+        help="benchmark names or fnmatch patterns, or 'micro'/'net' (default: all)",
+    )
+    r.add_argument(
+        "--repeat", type=int, default=None, help="repeats per (benchmark, loop); default 5, 1 with --quick"
+    )
+    r.add_argument(
+        "--quick", action="store_true", help="small sizes, short network runs, one repeat (CI smoke)"
+    )
+    r.add_argument(
+        "--duration", type=float, default=None, help="seconds per network run (default 2, 0.3 with --quick)"
+    )
     r.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate cores")
-    r.add_argument("--callgrind", action="store_true", help="also count instructions per op of the micro-benchmarks")
-    r.add_argument("--callgrind-loops", metavar="LABELS",
-                   help="count instructions only for these loops (e.g. leave out one that hangs under valgrind)")
-    r.add_argument("--ferroloop-commit", metavar="TEXT",
-                   help="what to record as ferroloop's commit when it was not built from this checkout")
+    r.add_argument(
+        "--callgrind", action="store_true", help="also count instructions per op of the micro-benchmarks"
+    )
+    r.add_argument(
+        "--callgrind-loops",
+        metavar="LABELS",
+        help="count instructions only for these loops (e.g. leave out one that hangs under valgrind)",
+    )
+    r.add_argument(
+        "--ferroloop-commit",
+        metavar="TEXT",
+        help="what to record as ferroloop's commit when it was not built from this checkout",
+    )
     r.add_argument("--json", help="where to write the raw results (default benchmarks/results/run-*.json)")
     r.add_argument("--chart", help="write a PNG chart here (needs matplotlib)")
     r.add_argument("--markdown", help="write the tables into this Markdown file (between result markers)")
-    r.add_argument("--strict", metavar="LOOPS",
-                   help="exit 1 if these loops crashed, hung or raised while running (missing features do not count)")
+    r.add_argument(
+        "--strict",
+        metavar="LOOPS",
+        help="exit 1 if these loops crashed, hung or raised while running (missing features do not count)",
+    )
     r.set_defaults(func=cmd_run)
     rp = sub.add_parser("report", help="redraw tables/chart from a results JSON")
     rp.add_argument("results")

@@ -29,8 +29,14 @@ def fail(stage, exc):
         # e.g. AbstractEventLoop's bare NotImplementedError: name the method that raised.
         tb = traceback.extract_tb(exc.__traceback__)
         msg = f"in {tb[-1].name}()" if tb else ""
-    emit({"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {msg}",
-          "traceback": traceback.format_exc(limit=8)})
+    emit(
+        {
+            "ok": False,
+            "stage": stage,
+            "error": f"{type(exc).__name__}: {msg}",
+            "traceback": traceback.format_exc(limit=8),
+        }
+    )
     sys.exit(3)
 
 
@@ -58,6 +64,7 @@ def make_loop(spec):
     if version is None:
         try:
             from importlib.metadata import version as _v
+
             version = _v(spec.partition(":")[0])
         except Exception:  # noqa: BLE001 - stdlib asyncio has no distribution
             version = sys.version.split()[0]
@@ -82,8 +89,16 @@ def run_micro(spec, bench, n):
         pass
     # process_time is CLOCK_PROCESS_CPUTIME_ID: all threads of this process (helper
     # threads a loop may run count too), user + system.
-    emit({"ok": True, "ops": ops, "wall": w1 - w0, "cpu": c1 - c0, "version": version,
-          "loop_type": type(loop).__module__ + "." + type(loop).__qualname__})
+    emit(
+        {
+            "ok": True,
+            "ops": ops,
+            "wall": w1 - w0,
+            "cpu": c1 - c0,
+            "version": version,
+            "loop_type": type(loop).__module__ + "." + type(loop).__qualname__,
+        }
+    )
 
 
 def serve_control():
@@ -105,8 +120,15 @@ def run_server(spec, kind, addr):
         bound = loop.run_until_complete(servers.start(kind, addr))
     except BaseException as exc:  # noqa: BLE001
         fail("start", exc)
-    emit({"ok": True, "ready": True, "addr": bound, "version": version,
-          "loop_type": type(loop).__module__ + "." + type(loop).__qualname__})
+    emit(
+        {
+            "ok": True,
+            "ready": True,
+            "addr": bound,
+            "version": version,
+            "loop_type": type(loop).__module__ + "." + type(loop).__qualname__,
+        }
+    )
     threading.Thread(target=serve_control, daemon=True).start()
     try:
         loop.run_forever()

@@ -37,8 +37,18 @@ def _annotate(out_file, inclusive):
 
 def _run(spec, bench, n, tmp):
     out_file = os.path.join(tmp, f"cg.{n}.out")
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
-           sys.executable, "-m", "benchmarks._child", "micro", spec, bench, str(n)]
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out_file}",
+        sys.executable,
+        "-m",
+        "benchmarks._child",
+        "micro",
+        spec,
+        bench,
+        str(n),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=1200)
     if r.returncode != 0:
         raise SystemExit(f"callgrind run failed ({r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
@@ -57,8 +67,10 @@ def main(args):
     per = {k: (b.get(k, 0) - a.get(k, 0)) / (n2 - n1) for k in set(a) | set(b)}
     total = sum(per.values()) if not args.inclusive else None
     kind = "inclusive" if args.inclusive else "self"
-    print(f"{args.loop} {args.bench}: {kind} instructions per op, sizes {n1} -> {n2}"
-          + (f" (total {total:,.0f})" if total else ""))
+    print(
+        f"{args.loop} {args.bench}: {kind} instructions per op, sizes {n1} -> {n2}"
+        + (f" (total {total:,.0f})" if total else "")
+    )
     for name, v in sorted(per.items(), key=lambda kv: -kv[1])[: args.top]:
         if v >= 1:
             print(f"{v:10,.1f}  {name[:160]}")

@@ -44,8 +44,13 @@ def summary_table(results):
     for bench in meta["benches"]:
         b = summ[(bench, base)]
         row = [f"`{bench}`"]
-        row.append(f"{_fmt_rate(b['ops_per_sec'])} · {_fmt_us(b['cpu_per_op'])}" if "ops_per_sec" in b
-                   else "failed" if b["failures"] else "—")
+        row.append(
+            f"{_fmt_rate(b['ops_per_sec'])} · {_fmt_us(b['cpu_per_op'])}"
+            if "ops_per_sec" in b
+            else "failed"
+            if b["failures"]
+            else "—"
+        )
         for lb in others:
             s = summ[(bench, lb)]
             if "speed_vs_base" in s:
@@ -84,12 +89,16 @@ def detail_table(results):
             s = summ[(bench, lb)]
             row = [f"`{bench}`", lb]
             if "ops_per_sec" in s:
-                row += [_fmt_rate(s["ops_per_sec"]),
-                        f"{_fmt_rate(s['ops_per_sec_min'])}–{_fmt_rate(s['ops_per_sec_max'])}",
-                        _fmt_us(s["cpu_per_op"]),
-                        f"{_fmt_us(s['cpu_per_op_min'])}–{_fmt_us(s['cpu_per_op_max'])}"]
+                row += [
+                    _fmt_rate(s["ops_per_sec"]),
+                    f"{_fmt_rate(s['ops_per_sec_min'])}–{_fmt_rate(s['ops_per_sec_max'])}",
+                    _fmt_us(s["cpu_per_op"]),
+                    f"{_fmt_us(s['cpu_per_op_min'])}–{_fmt_us(s['cpu_per_op_max'])}",
+                ]
                 if has_lat:
-                    row.append(f"{s['p50_us']:.0f} / {s['p99_us']:.0f}" if s.get("p50_us") is not None else "")
+                    row.append(
+                        f"{s['p50_us']:.0f} / {s['p99_us']:.0f}" if s.get("p50_us") is not None else ""
+                    )
             else:
                 why = _short(s["failures"][0], 110) if s["failures"] else "not run"
                 row += [f"**failed**: {why}", "", "", ""] + ([""] if has_lat else [])
@@ -110,7 +119,10 @@ def failures_list(results):
     by_loop = {}
     for lb, bench, f in out:
         by_loop.setdefault((lb, _short(f, 200)), []).append(bench)
-    return [f"- **{lb}** on {', '.join('`' + b + '`' for b in benches)}: {f}" for (lb, f), benches in by_loop.items()]
+    return [
+        f"- **{lb}** on {', '.join('`' + b + '`' for b in benches)}: {f}"
+        for (lb, f), benches in by_loop.items()
+    ]
 
 
 def meta_lines(results):
@@ -119,24 +131,40 @@ def meta_lines(results):
     for r in results["runs"]:
         if r.get("ok") and r.get("version"):
             versions.setdefault(r["loop"], r["version"])
-    return [
-        f"- date: {m['date']}; machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, {m['libc']}",
-        f"- CPython {m['python']}; loops: " + ", ".join(f"{lb} {versions.get(lb, '(did not run)')}" for lb in m["labels"])
-        + f"; ferroloop commit {m['ferroloop_commit']}",
-        f"- {m['repeat']} repeat(s) per (benchmark, loop), each in a fresh process, loop order rotated every repeat; "
-        f"network runs {m['duration']} s each; pinned: {'server/benchmark on core 0, client on core 1' if m['pinned'] else 'no'}",
-        "- micro sizes: " + ", ".join(f"{b} {n:,}" for b, n in m["sizes"].items()),
-    ] + ([f"- load average (1/5/15 min) at start {m['loadavg_start']}, at end {m['loadavg_end']} "
-          f"({m['cores']} cores; the machine is shared)"] if m.get("loadavg_start") else []) + ([f"- command: `{m['command']}` ({m.get('elapsed_s', '?')} s)"] if m.get("command") else [])
+    return (
+        [
+            f"- date: {m['date']}; machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, {m['libc']}",
+            f"- CPython {m['python']}; loops: "
+            + ", ".join(f"{lb} {versions.get(lb, '(did not run)')}" for lb in m["labels"])
+            + f"; ferroloop commit {m['ferroloop_commit']}",
+            f"- {m['repeat']} repeat(s) per (benchmark, loop), each in a fresh process, loop order rotated every repeat; "
+            f"network runs {m['duration']} s each; pinned: {'server/benchmark on core 0, client on core 1' if m['pinned'] else 'no'}",
+            "- micro sizes: " + ", ".join(f"{b} {n:,}" for b, n in m["sizes"].items()),
+        ]
+        + (
+            [
+                f"- load average (1/5/15 min) at start {m['loadavg_start']}, at end {m['loadavg_end']} "
+                f"({m['cores']} cores; the machine is shared)"
+            ]
+            if m.get("loadavg_start")
+            else []
+        )
+        + ([f"- command: `{m['command']}` ({m.get('elapsed_s', '?')} s)"] if m.get("command") else [])
+    )
 
 
 def markdown(results, chart_path=None, intro=None):
     parts = [intro or "# Benchmark results", "", *meta_lines(results), ""]
-    parts += ["### Ratios to uvloop", "",
-              "Each cell: median throughput ÷ uvloop's (higher is better) · median CPU time per "
-              "operation ÷ uvloop's (lower is better). The uvloop column gives its absolute "
-              "figures. CPU time is the loop process's (all its threads, user + system).", "",
-              summary_table(results), ""]
+    parts += [
+        "### Ratios to uvloop",
+        "",
+        "Each cell: median throughput ÷ uvloop's (higher is better) · median CPU time per "
+        "operation ÷ uvloop's (lower is better). The uvloop column gives its absolute "
+        "figures. CPU time is the loop process's (all its threads, user + system).",
+        "",
+        summary_table(results),
+        "",
+    ]
     if chart_path:
         parts += [f"![benchmark chart]({chart_path})", ""]
     parts += ["### All figures", "", detail_table(results), ""]
@@ -149,6 +177,7 @@ def markdown(results, chart_path=None, intro=None):
 def chart(results, path):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib import ticker
@@ -159,13 +188,22 @@ def chart(results, path):
     base = meta.get("baseline", "uvloop")
     benches = meta["benches"]
     labels = meta["labels"]
-    colors = {"ferroloop": "#d9480f", "uvloop": "#1c7ed6", "rloop": "#2b8a3e", "rsloop": "#ae3ec9",
-              "asyncio": "#868e96"}
-    fig, axes = plt.subplots(1, 2, figsize=(15, 0.42 * len(benches) * max(1, len(labels) / 4) + 2.2), sharey=True)
+    colors = {
+        "ferroloop": "#d9480f",
+        "uvloop": "#1c7ed6",
+        "rloop": "#2b8a3e",
+        "rsloop": "#ae3ec9",
+        "asyncio": "#868e96",
+    }
+    fig, axes = plt.subplots(
+        1, 2, figsize=(15, 0.42 * len(benches) * max(1, len(labels) / 4) + 2.2), sharey=True
+    )
     labels = [lb for lb in labels if lb != base]  # the baseline is the 1× line itself
     height = 0.8 / max(1, len(labels))
-    for ax, key, title in ((axes[0], "speed_vs_base", f"throughput ÷ {base} (higher is better)"),
-                           (axes[1], "cpu_vs_base", f"CPU time per op ÷ {base} (lower is better)")):
+    for ax, key, title in (
+        (axes[0], "speed_vs_base", f"throughput ÷ {base} (higher is better)"),
+        (axes[1], "cpu_vs_base", f"CPU time per op ÷ {base} (lower is better)"),
+    ):
         for i, lb in enumerate(labels):
             ys, xs = [], []
             for j, bench in enumerate(benches):
@@ -186,8 +224,11 @@ def chart(results, path):
     axes[0].set_yticklabels(benches)
     axes[0].invert_yaxis()
     axes[0].legend(loc="lower right", fontsize="small")
-    fig.suptitle(f"ferroloop benchmark race — medians of {meta['repeat']} interleaved runs "
-                 f"({meta['date']}); {base} = 1×; no bar = loop failed", fontsize=10)
+    fig.suptitle(
+        f"ferroloop benchmark race — medians of {meta['repeat']} interleaved runs "
+        f"({meta['date']}); {base} = 1×; no bar = loop failed",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

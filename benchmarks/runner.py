@@ -52,8 +52,9 @@ NET["uvicorn_c50"] = dict(server="uvicorn", client="wrk", size=0, conns=50)
 NET["tls_proto_1k_c50"] = dict(server="tls_proto", client="tls", size=1024, conns=50, tls=True)
 NET["tls_stream_1k_c50"] = dict(server="tls_stream", client="tls", size=1024, conns=50, tls=True)
 # one op is a whole 64 MiB transfer: a 3x longer run, so the op count is not a handful
-NET["tls_bulk_64m_c1"] = dict(server="tls_bulk", client="tls-bulk", size=64 * 1024 * 1024, conns=1, tls=True,
-                              duration_factor=3)
+NET["tls_bulk_64m_c1"] = dict(
+    server="tls_bulk", client="tls-bulk", size=64 * 1024 * 1024, conns=1, tls=True, duration_factor=3
+)
 NET["https_aiohttp_c50"] = dict(server="https_aiohttp", client="wrk", size=0, conns=50, tls=True)
 
 ALL_BENCHES = list(MICRO) + list(NET)
@@ -77,6 +78,7 @@ def select_benches(patterns):
 
 
 # ---------------------------------------------------------------------------- helpers
+
 
 class Pinning:
     """Server (and micro-benchmark) on core 0, load generator on core 1, when possible."""
@@ -134,14 +136,19 @@ def ensure_client():
     if not shutil.which("cargo"):
         return "cargo not found: cannot build benchmarks/client"
     print("building the load client (benchmarks/client) ...", file=sys.stderr, flush=True)
-    r = subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "tls"], cwd=CLIENT_DIR,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["cargo", "build", "--release", "--quiet", "--features", "tls"],
+        cwd=CLIENT_DIR,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode == 0:
         if os.path.exists(CLIENT_TLS_MARK):
             os.remove(CLIENT_TLS_MARK)
         return None
-    r = subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=CLIENT_DIR,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["cargo", "build", "--release", "--quiet"], cwd=CLIENT_DIR, capture_output=True, text=True
+    )
     if r.returncode != 0:
         return "building benchmarks/client failed: " + tail(r.stderr)
     with open(CLIENT_TLS_MARK, "w") as f:
@@ -155,6 +162,7 @@ def client_has_tls():
 
 # ---------------------------------------------------------------------------- micro
 
+
 def run_micro(spec, bench, n, pin, timeout):
     cmd = pin.server([sys.executable, "-m", "benchmarks._child", "micro", spec, bench, str(n)])
     try:
@@ -167,8 +175,16 @@ def run_micro(spec, bench, n, pin, timeout):
     if not out.get("ok"):
         return failure(out.get("stage", "run"), out.get("error", "?"), detail=tail(out.get("traceback", "")))
     ops = out["ops"]
-    return dict(ok=True, ops=ops, wall=out["wall"], cpu=out["cpu"], ops_per_sec=ops / out["wall"],
-                cpu_per_op=out["cpu"] / ops, version=out.get("version"), loop_type=out.get("loop_type"))
+    return dict(
+        ok=True,
+        ops=ops,
+        wall=out["wall"],
+        cpu=out["cpu"],
+        ops_per_sec=ops / out["wall"],
+        cpu_per_op=out["cpu"] / ops,
+        version=out.get("version"),
+        loop_type=out.get("loop_type"),
+    )
 
 
 def callgrind_ir(spec, bench, n, timeout):
@@ -177,10 +193,22 @@ def callgrind_ir(spec, bench, n, timeout):
         return None, None, "valgrind not installed"
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "cg.out")
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
-               sys.executable, "-m", "benchmarks._child", "micro", spec, bench, str(n)]
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out_file}",
+            sys.executable,
+            "-m",
+            "benchmarks._child",
+            "micro",
+            spec,
+            bench,
+            str(n),
+        ]
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT)
+            r = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT
+            )
         except subprocess.TimeoutExpired:
             return None, None, f"no result under callgrind within {timeout:.0f}s (hangs under valgrind?)"
         out = parse_child_output(r.stdout)
@@ -203,11 +231,18 @@ def run_callgrind(spec, bench, quick_n, timeout):
     ir2, ops2, err = callgrind_ir(spec, bench, n2, timeout)
     if err:
         return failure("callgrind", err)
-    return dict(ok=True, ir_per_op=(ir2 - ir1) / (ops2 - ops1), ir_small=ir1, ir_large=ir2,
-                ops_small=ops1, ops_large=ops2)
+    return dict(
+        ok=True,
+        ir_per_op=(ir2 - ir1) / (ops2 - ops1),
+        ir_small=ir1,
+        ir_large=ir2,
+        ops_small=ops1,
+        ops_large=ops2,
+    )
 
 
 # ---------------------------------------------------------------------------- network
+
 
 def _read_json_line(proc, timeout):
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
@@ -239,10 +274,30 @@ def parse_wrk(text):
 
 def make_certificate(tmpdir):
     """A throw-away self-signed certificate for the TLS rows (openssl's CLI)."""
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                        "-keyout", os.path.join(tmpdir, "key.pem"), "-out", os.path.join(tmpdir, "cert.pem")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            os.path.join(tmpdir, "key.pem"),
+            "-out",
+            os.path.join(tmpdir, "cert.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     return None if r.returncode == 0 else "openssl req failed: " + tail(r.stderr)
 
 
@@ -268,8 +323,15 @@ def run_net(spec, bench, duration, pin, client_error):
             return failure("skipped", cert_error)
         env["FERROLOOP_BENCH_CERT"] = tmpdir
     cmd = pin.server([sys.executable, "-m", "benchmarks._child", "server", spec, cfg["server"], addr])
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         try:
             ready = _read_json_line(proc, 30)
@@ -280,17 +342,37 @@ def run_net(spec, bench, duration, pin, client_error):
             _, err = proc.communicate(timeout=10)
             return failure("crash", f"server gave no address (exit code {proc.returncode}): {tail(err)}")
         if not ready.get("ok"):
-            return failure(ready.get("stage", "start"), ready.get("error", "?"), detail=tail(ready.get("traceback", "")))
+            return failure(
+                ready.get("stage", "start"), ready.get("error", "?"), detail=tail(ready.get("traceback", ""))
+            )
         bound = ready["addr"]
         proc.stdin.write("cpu\n")
         proc.stdin.flush()
         before = _read_json_line(proc, 10)
         if cfg["client"] == "wrk":
-            ccmd = ["wrk", "-t1", f"-c{cfg['conns']}", f"-d{max(1, round(duration))}s", "--latency",
-                    "--timeout", "5s", f"{'https' if cfg.get('tls') else 'http'}://{bound}/"]
+            ccmd = [
+                "wrk",
+                "-t1",
+                f"-c{cfg['conns']}",
+                f"-d{max(1, round(duration))}s",
+                "--latency",
+                "--timeout",
+                "5s",
+                f"{'https' if cfg.get('tls') else 'http'}://{bound}/",
+            ]
         else:
-            ccmd = [CLIENT_BIN, cfg["client"], "--addr", bound, "--size", str(cfg["size"]),
-                    "--conns", str(cfg["conns"]), "--duration", str(duration)]
+            ccmd = [
+                CLIENT_BIN,
+                cfg["client"],
+                "--addr",
+                bound,
+                "--size",
+                str(cfg["size"]),
+                "--conns",
+                str(cfg["conns"]),
+                "--duration",
+                str(duration),
+            ]
         children0 = os.times()
         try:
             cr = subprocess.run(pin.client(ccmd), capture_output=True, text=True, timeout=duration + 60)
@@ -298,8 +380,12 @@ def run_net(spec, bench, duration, pin, client_error):
             return failure("timeout", "load client did not finish")
         children1 = os.times()
         # the load client's own CPU (user + system), to show it is not the bottleneck
-        client_cpu = (children1.children_user - children0.children_user
-                      + children1.children_system - children0.children_system)
+        client_cpu = (
+            children1.children_user
+            - children0.children_user
+            + children1.children_system
+            - children0.children_system
+        )
         if proc.poll() is not None:
             _, err = proc.communicate(timeout=10)
             return failure("crash", f"server died under load (exit code {proc.returncode}): {tail(err)}")
@@ -319,11 +405,20 @@ def run_net(spec, bench, duration, pin, client_error):
         if not res["msgs"]:
             return failure("run", f"no round trip completed ({res.get('errors', 0)} errors)")
         cpu = after["cpu"] - before["cpu"]
-        out = dict(ok=True, ops=res["msgs"], wall=res["secs"], cpu=cpu, ops_per_sec=res["msgs"] / res["secs"],
-                   cpu_per_op=cpu / res["msgs"], p50_us=res.get("p50_us"), p99_us=res.get("p99_us"),
-                   errors=res.get("errors", 0) + res.get("non2xx", 0) + res.get("lost", 0),
-                   version=ready.get("version"), loop_type=ready.get("loop_type"),
-                   client_cpu_share=res.get("cpu_secs", client_cpu) / res["secs"] if res["secs"] else None)
+        out = dict(
+            ok=True,
+            ops=res["msgs"],
+            wall=res["secs"],
+            cpu=cpu,
+            ops_per_sec=res["msgs"] / res["secs"],
+            cpu_per_op=cpu / res["msgs"],
+            p50_us=res.get("p50_us"),
+            p99_us=res.get("p99_us"),
+            errors=res.get("errors", 0) + res.get("non2xx", 0) + res.get("lost", 0),
+            version=ready.get("version"),
+            loop_type=ready.get("loop_type"),
+            client_cpu_share=res.get("cpu_secs", client_cpu) / res["secs"] if res["secs"] else None,
+        )
         if cfg["client"] == "tls-bulk":
             out["mb_per_sec"] = res["msgs"] * cfg["size"] / res["secs"] / 1e6
         return out
@@ -346,6 +441,7 @@ def run_net(spec, bench, duration, pin, client_error):
 
 # ---------------------------------------------------------------------------- the race
 
+
 def machine_info(ferroloop_commit=None):
     cpu = platform.processor()
     try:
@@ -356,9 +452,12 @@ def machine_info(ferroloop_commit=None):
                     break
     except OSError:
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "host": platform.node(),
@@ -370,13 +469,27 @@ def machine_info(ferroloop_commit=None):
         # The machine is shared: a load average above the core count means others were busy.
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "ferroloop_commit": ferroloop_commit or commit + ("-dirty" if dirty else ""),
-        "wrk": (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines() or [""])[0][:40]
-        if shutil.which("wrk") else None,
+        "wrk": (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines() or [""])[0][
+            :40
+        ]
+        if shutil.which("wrk")
+        else None,
     }
 
 
-def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=print, checkpoint=None,
-         callgrind_loops=None, ferroloop_commit=None):
+def race(
+    loops,
+    benches,
+    repeat,
+    quick,
+    duration,
+    pin_enabled,
+    callgrind,
+    log=print,
+    checkpoint=None,
+    callgrind_loops=None,
+    ferroloop_commit=None,
+):
     pin = Pinning(pin_enabled)
     load_start = [round(x, 2) for x in os.getloadavg()]
     client_error = ensure_client() if any(b in NET and NET[b]["client"] != "wrk" for b in benches) else None
@@ -399,18 +512,29 @@ def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=pr
                 res.update(bench=bench, loop=loop_label(spec), spec=spec, rep=rep)
                 runs.append(res)
                 if res["ok"]:
-                    log(f"{bench:18} {res['loop']:10} #{rep}  {res['ops_per_sec']:>13,.0f} ops/s  "
-                        f"{res['cpu_per_op'] * 1e6:9.3f} us CPU/op  ({time.perf_counter() - t0:.1f}s)")
+                    log(
+                        f"{bench:18} {res['loop']:10} #{rep}  {res['ops_per_sec']:>13,.0f} ops/s  "
+                        f"{res['cpu_per_op'] * 1e6:9.3f} us CPU/op  ({time.perf_counter() - t0:.1f}s)"
+                    )
                 else:
                     log(f"{bench:18} {res['loop']:10} #{rep}  FAILED [{res['stage']}] {res['error'][:120]}")
     callgrind_runs = []
     results = {
-        "meta": dict(machine_info(ferroloop_commit), loadavg_start=load_start, loops=loops, labels=labels, benches=benches, repeat=repeat, quick=quick,
-                     duration=duration, pinned=pin.enabled,
-                     baseline=BASELINE if BASELINE in labels else labels[0],
-                     sizes={b: (MICRO[b][2] if quick else MICRO[b][1]) for b in benches if b in MICRO},
-                     units={b: MICRO[b][3] for b in benches if b in MICRO},
-                     net={b: NET[b] for b in benches if b in NET}),
+        "meta": dict(
+            machine_info(ferroloop_commit),
+            loadavg_start=load_start,
+            loops=loops,
+            labels=labels,
+            benches=benches,
+            repeat=repeat,
+            quick=quick,
+            duration=duration,
+            pinned=pin.enabled,
+            baseline=BASELINE if BASELINE in labels else labels[0],
+            sizes={b: (MICRO[b][2] if quick else MICRO[b][1]) for b in benches if b in MICRO},
+            units={b: MICRO[b][3] for b in benches if b in MICRO},
+            net={b: NET[b] for b in benches if b in NET},
+        ),
         "runs": runs,
         "callgrind": callgrind_runs,
     }
@@ -434,6 +558,7 @@ def race(loops, benches, repeat, quick, duration, pin_enabled, callgrind, log=pr
 
 # ---------------------------------------------------------------------------- summary
 
+
 def summarize(results):
     """Per (bench, loop): medians and ranges of the successful runs, and failures."""
     meta = results["meta"]
@@ -443,8 +568,11 @@ def summarize(results):
             rs = [r for r in results["runs"] if r["bench"] == bench and r["loop"] == label]
             ok = [r for r in rs if r["ok"]]
             bad = [r for r in rs if not r["ok"]]
-            s = {"n_ok": len(ok), "n": len(rs),
-                 "failures": sorted({f"[{r['stage']}] {r['error']}" for r in bad})}
+            s = {
+                "n_ok": len(ok),
+                "n": len(rs),
+                "failures": sorted({f"[{r['stage']}] {r['error']}" for r in bad}),
+            }
             if ok:
                 for key in ("ops_per_sec", "cpu_per_op", "p50_us", "p99_us"):
                     vals = [r[key] for r in ok if r.get(key) is not None]

@@ -58,7 +58,7 @@ class HttpProtocol(asyncio.Protocol):
         n = buf.count(b"\r\n\r\n")
         if n:
             self.transport.write(HTTP_RESPONSE * n)
-            buf = buf[buf.rfind(b"\r\n\r\n") + 4:]
+            buf = buf[buf.rfind(b"\r\n\r\n") + 4 :]
         self.buf = buf
 
 
@@ -135,16 +135,29 @@ async def _aiohttp(host, port, ssl_context=None):
 
 
 async def _hello_asgi(scope, receive, send):
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
+        }
+    )
     await send({"type": "http.response.body", "body": b"Hello, World!"})
 
 
 async def _uvicorn(host, port):
     import uvicorn
 
-    config = uvicorn.Config(_hello_asgi, host=host, port=port, loop="none", lifespan="off", log_level="warning",
-                            access_log=False, backlog=1024)
+    config = uvicorn.Config(
+        _hello_asgi,
+        host=host,
+        port=port,
+        loop="none",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        backlog=1024,
+    )
     server = uvicorn.Server(config)
     config.load()
     server.lifespan = config.lifespan_class(config)

@@ -33,15 +33,28 @@ def cmd_run(args):
     subset = args.subset if not (args.module or args.test) else "selected"
     out = args.out or results_path(label, subset)
     log_dir = os.path.join(ARTIFACTS, "logs", f"{label}-{PYVER}-{subset}")
-    print(f"conformance: {len(modules)} modules of test.test_asyncio on {args.loop} "
-          f"(Python {platform.python_version()}, {args.jobs} jobs, {args.timeout:.0f}s a test)", flush=True)
+    print(
+        f"conformance: {len(modules)} modules of test.test_asyncio on {args.loop} "
+        f"(Python {platform.python_version()}, {args.jobs} jobs, {args.timeout:.0f}s a test)",
+        flush=True,
+    )
     results = runner.run(
-        args.loop, modules, jobs=args.jobs, timeout=args.timeout, module_timeout=args.module_timeout,
-        out_path=out, log_dir=log_dir, subset=subset, only=only, budget=args.budget,
+        args.loop,
+        modules,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        module_timeout=args.module_timeout,
+        out_path=out,
+        log_dir=log_dir,
+        subset=subset,
+        only=only,
+        budget=args.budget,
         echo=lambda s: print(s, flush=True),
     )
-    print(f"conformance: {len(results['tests'])} tests in {results['duration']}s; results in "
-          f"{os.path.relpath(out)}, logs in {os.path.relpath(log_dir)}")
+    print(
+        f"conformance: {len(results['tests'])} tests in {results['duration']}s; results in "
+        f"{os.path.relpath(out)}, logs in {os.path.relpath(log_dir)}"
+    )
     if args.check:
         return _check(results, args.expectations)
     return 0
@@ -74,17 +87,23 @@ def _check(results, path):
             print(f"INCOMPLETE: {module}: {info['status']} ({'; '.join(info['notes'])})")
     missed = subsets.outside_ci(results)
     if missed:
-        print(f"  note: tests in {', '.join(missed)} reached the candidate loop, but the ci subset "
-              "leaves those modules out: add them to conformance/subsets.py")
+        print(
+            f"  note: tests in {', '.join(missed)} reached the candidate loop, but the ci subset "
+            "leaves those modules out: add them to conformance/subsets.py"
+        )
     version = expectations.pyver(results)
     listed = sum(1 for t in results["tests"] if t in entries and entries[t].applies(version))
-    print(f"conformance check: {'OK' if ok else 'FAILED'} ({len(results['tests'])} tests, "
-          f"{listed} listed for Python {version} in {os.path.relpath(path)})")
+    print(
+        f"conformance check: {'OK' if ok else 'FAILED'} ({len(results['tests'])} tests, "
+        f"{listed} listed for Python {version} in {os.path.relpath(path)})"
+    )
     if not ok:
         subset = results.get("subset")
         how = f"--subset {subset}" if subset in ("ci", "full") else "--results <file>"
-        print(f"  to accept a change: python -m conformance refresh {how}, then give new entries "
-              "their category and reason (conformance/README.md)")
+        print(
+            f"  to accept a change: python -m conformance refresh {how}, then give new entries "
+            "their category and reason (conformance/README.md)"
+        )
     return 0 if ok else 1
 
 
@@ -105,23 +124,31 @@ def cmd_refresh(args):
     for t in removed:
         print(f"- {entries[t].line(0)}")
     unclassified = [t for t in new if new[t].category == "unclassified"]
-    print(f"{os.path.relpath(args.expectations)}: {len(new)} entries, {len(added)} added, {len(removed)} removed"
-          + (f"; {len(unclassified)} unclassified: give each a category and reason" if unclassified else ""))
+    print(
+        f"{os.path.relpath(args.expectations)}: {len(new)} entries, {len(added)} added, {len(removed)} removed"
+        + (f"; {len(unclassified)} unclassified: give each a category and reason" if unclassified else "")
+    )
     return 0
 
 
 def cmd_report(args):
     if args.run:
         import importlib.util
+
         for label in args.labels:
             if importlib.util.find_spec(label) is None:
                 print(f"(skipping {label}: not installed; pip install {label})", file=sys.stderr)
                 continue
             runner.run(
-                f"{label}:new_event_loop", subsets.modules(args.subset), jobs=args.jobs, timeout=60.0,
-                module_timeout=1800.0, out_path=results_path(label, args.subset),
+                f"{label}:new_event_loop",
+                subsets.modules(args.subset),
+                jobs=args.jobs,
+                timeout=60.0,
+                module_timeout=1800.0,
+                out_path=results_path(label, args.subset),
                 log_dir=os.path.join(ARTIFACTS, "logs", f"{label}-{PYVER}-{args.subset}"),
-                subset=args.subset, echo=lambda s: print(s, flush=True),
+                subset=args.subset,
+                echo=lambda s: print(s, flush=True),
             )
         print()
     found = {}
@@ -130,8 +157,10 @@ def cmd_report(args):
         if os.path.exists(path):
             found[label] = _load(path)
         else:
-            print(f"(no results for {label}: python -m conformance run --loop {label} --subset {args.subset})",
-                  file=sys.stderr)
+            print(
+                f"(no results for {label}: python -m conformance run --loop {label} --subset {args.subset})",
+                file=sys.stderr,
+            )
     if not found:
         return 1
     print(report.table(found, markdown=args.markdown))
@@ -143,8 +172,10 @@ def cmd_report(args):
         for e in expectations.load().values():
             if e.applies(version):
                 counts[e.category] = counts.get(e.category, 0) + 1
-        print(f"ferroloop's expectations for Python {version} ({os.path.relpath(expectations.DEFAULT_PATH)}): "
-              + ", ".join(f"{n} {c}" for c, n in sorted(counts.items())))
+        print(
+            f"ferroloop's expectations for Python {version} ({os.path.relpath(expectations.DEFAULT_PATH)}): "
+            + ", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
+        )
     return 0
 
 
@@ -153,22 +184,39 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     def run_args(p, subset, timeout=60.0, budget=None):
-        p.add_argument("--loop", default="ferroloop:new_event_loop",
-                       help="module:factory of the candidate loop (default ferroloop:new_event_loop; "
-                            "uvloop, asyncio for the side-by-side)")
+        p.add_argument(
+            "--loop",
+            default="ferroloop:new_event_loop",
+            help="module:factory of the candidate loop (default ferroloop:new_event_loop; "
+            "uvloop, asyncio for the side-by-side)",
+        )
         p.add_argument("--subset", choices=("ci", "full"), default=subset)
         p.add_argument("--module", action="append", help="run only this module, e.g. test_tasks (repeatable)")
-        p.add_argument("--test", action="append",
-                       help="run only this test or class, e.g. test_tasks.CTask_CFuture_Tests (repeatable)")
+        p.add_argument(
+            "--test",
+            action="append",
+            help="run only this test or class, e.g. test_tasks.CTask_CFuture_Tests (repeatable)",
+        )
         p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-        p.add_argument("--timeout", type=float, default=timeout,
-                       help=f"seconds a test may take (default {timeout:.0f})")
-        p.add_argument("--module-timeout", type=float, default=1800.0,
-                       help="seconds a module may take with its restarts (default 1800)")
-        p.add_argument("--budget", type=float, default=budget,
-                       help="seconds for the whole run; modules still running then are stopped "
-                            f"and the run is incomplete (default: {budget or 'no limit'})")
-        p.add_argument("--out", help="results file (default artifacts/conformance/<label>-<py>-<subset>.json)")
+        p.add_argument(
+            "--timeout", type=float, default=timeout, help=f"seconds a test may take (default {timeout:.0f})"
+        )
+        p.add_argument(
+            "--module-timeout",
+            type=float,
+            default=1800.0,
+            help="seconds a module may take with its restarts (default 1800)",
+        )
+        p.add_argument(
+            "--budget",
+            type=float,
+            default=budget,
+            help="seconds for the whole run; modules still running then are stopped "
+            f"and the run is incomplete (default: {budget or 'no limit'})",
+        )
+        p.add_argument(
+            "--out", help="results file (default artifacts/conformance/<label>-<py>-<subset>.json)"
+        )
         p.add_argument("--expectations", default=expectations.DEFAULT_PATH)
 
     p = sub.add_parser("run", help="run test.test_asyncio on a loop")
@@ -182,15 +230,21 @@ def main(argv=None):
     run_args(p, "ci", timeout=30.0, budget=900.0)
     p.set_defaults(func=cmd_run, check=True)
 
-    for name, func, helptext in (("check", cmd_check, "compare a results file with the expectations"),
-                                 ("refresh", cmd_refresh, "rewrite the expectations from a results file")):
+    for name, func, helptext in (
+        ("check", cmd_check, "compare a results file with the expectations"),
+        ("refresh", cmd_refresh, "rewrite the expectations from a results file"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--results", help="results file (default: ferroloop's for --subset)")
         p.add_argument("--subset", choices=("ci", "full"), default="full")
         p.add_argument("--expectations", default=expectations.DEFAULT_PATH)
         if name == "refresh":
-            p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=None,
-                           help="drop entries of tests the run did not see (default: on for full runs)")
+            p.add_argument(
+                "--prune",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help="drop entries of tests the run did not see (default: on for full runs)",
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("report", help="side by side: ferroloop, uvloop, asyncio")

@@ -30,10 +30,22 @@ NOT_PASSING = ("failed", "hung", "crashed")
 # `refresh` to classify new entries. Anything else is left `unclassified` for a human.
 WAITING_ON = {
     3: {
-        "create_connection", "create_server", "create_unix_connection", "create_unix_server",
-        "connect_accepted_socket", "create_datagram_endpoint", "sendfile", "sock_recv",
-        "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into", "sock_sendall", "sock_sendto",
-        "sock_connect", "sock_accept", "sock_sendfile",
+        "create_connection",
+        "create_server",
+        "create_unix_connection",
+        "create_unix_server",
+        "connect_accepted_socket",
+        "create_datagram_endpoint",
+        "sendfile",
+        "sock_recv",
+        "sock_recv_into",
+        "sock_recvfrom",
+        "sock_recvfrom_into",
+        "sock_sendall",
+        "sock_sendto",
+        "sock_connect",
+        "sock_accept",
+        "sock_sendfile",
     },
     4: {"start_tls", "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell"},
 }
@@ -93,8 +105,9 @@ def load(path=DEFAULT_PATH):
                 raise ValueError(f"{path}:{n}: expected '<test id> <category> <reason>'")
             test, tag = parts[0], parts[1]
             category, _, versions = tag.partition("@")
-            entries[test] = Entry(test, category, parts[2] if len(parts) > 2 else "",
-                                  versions.split(",") if versions else None)
+            entries[test] = Entry(
+                test, category, parts[2] if len(parts) > 2 else "", versions.split(",") if versions else None
+            )
     return entries
 
 
@@ -137,13 +150,22 @@ def compare(results, entries):
     for entry in entries.values():
         rec = tests.get(entry.test) if entry.applies(version) else None
         named = re.search(r"loop\.(\w+)\(\)", entry.reason)
-        if (rec and rec["outcome"] == "failed" and entry.category.startswith("todo-issue-")
-                and named and rec.get("unimplemented") != named.group(1)):
+        if (
+            rec
+            and rec["outcome"] == "failed"
+            and entry.category.startswith("todo-issue-")
+            and named
+            and rec.get("unimplemented") != named.group(1)
+        ):
             last = (rec.get("detail") or "").strip().splitlines()
-            out["warnings"].append(f"{entry.test}: listed as waiting on loop.{named.group(1)}(), "
-                                   f"now fails with: {last[-1][:120] if last else '?'} (update its reason)")
+            out["warnings"].append(
+                f"{entry.test}: listed as waiting on loop.{named.group(1)}(), "
+                f"now fails with: {last[-1][:120] if last else '?'} (update its reason)"
+            )
         if not CATEGORY_RE.match(entry.category):
-            out["bad_entries"].append(f"{entry.test}: category {entry.category!r} (classify it: private, bug or todo-issue-N)")
+            out["bad_entries"].append(
+                f"{entry.test}: category {entry.category!r} (classify it: private, bug or todo-issue-N)"
+            )
         elif not entry.reason:
             out["bad_entries"].append(f"{entry.test}: no reason given")
         elif entry.versions is not None and not entry.versions <= set(VERSIONS):
@@ -167,8 +189,7 @@ def _with(entry, versions):
     versions = frozenset(versions)
     if not versions:
         return None
-    return Entry(entry.test, entry.category, entry.reason,
-                 None if versions >= set(VERSIONS) else versions)
+    return Entry(entry.test, entry.category, entry.reason, None if versions >= set(VERSIONS) else versions)
 
 
 def refresh(results, entries, *, prune=False):

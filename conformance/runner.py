@@ -23,8 +23,10 @@ def all_modules():
     try:
         import test.test_asyncio as package
     except ImportError as exc:
-        raise SystemExit(f"conformance: this interpreter ships no test.test_asyncio ({exc}); "
-                         "install its test package (e.g. Debian's libpythonX.Y-testsuite)") from exc
+        raise SystemExit(
+            f"conformance: this interpreter ships no test.test_asyncio ({exc}); "
+            "install its test package (e.g. Debian's libpythonX.Y-testsuite)"
+        ) from exc
 
     names = os.listdir(os.path.dirname(package.__file__))
     return sorted(n[:-3] for n in names if n.startswith("test_") and n.endswith(".py"))
@@ -72,10 +74,21 @@ def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path,
             with open(exclude_path, "w") as f:
                 f.write("".join(f"{t}\n" for t in sorted(tests)))
             cmd = [
-                sys.executable, "-m", "conformance.worker",
-                "--module", module, "--loop", loop_spec,
-                "--events", events_path, "--hang", hang_path,
-                "--timeout", str(timeout), "--exclude", exclude_path,
+                sys.executable,
+                "-m",
+                "conformance.worker",
+                "--module",
+                module,
+                "--loop",
+                loop_spec,
+                "--events",
+                events_path,
+                "--hang",
+                hang_path,
+                "--timeout",
+                str(timeout),
+                "--exclude",
+                exclude_path,
             ]
             if only_path:
                 cmd += ["--only", only_path]
@@ -88,8 +101,13 @@ def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path,
             # Its own session, so a hang's leftover children go down with it; its own empty
             # cwd, as regrtest gives each test, for files the tests leave behind.
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=workdir, env=env, start_new_session=True,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=env,
+                start_new_session=True,
             )
             killed = False
             try:
@@ -134,8 +152,11 @@ def run_module(module, loop_spec, *, timeout, module_timeout, workdir, log_path,
             if started is not None:
                 outcome = "hung" if (killed or hang_text) else "crashed"
                 tests[started] = {
-                    "outcome": outcome, "duration": None, **seen,
-                    "detail": why + _hang_summary(hang_text, main_thread), "unimplemented": None,
+                    "outcome": outcome,
+                    "duration": None,
+                    **seen,
+                    "detail": why + _hang_summary(hang_text, main_thread),
+                    "unimplemented": None,
                 }
                 info["notes"].append(f"{started}: {outcome} ({why})")
             else:
@@ -170,7 +191,8 @@ def _hang_summary(text, main_thread):
     blocks = text.split("\n\n")
     tag = f"0x{main_thread:016x}" if main_thread else None
     main = next((b for b in blocks if tag and tag in b), None) or next(
-        (b for b in blocks if "Current thread" in b), blocks[0])
+        (b for b in blocks if "Current thread" in b), blocks[0]
+    )
     frames = [line.strip() for line in main.splitlines() if line.strip().startswith("File ")]
     return "; main thread in:\n" + "\n".join(frames[:6])
 
@@ -192,8 +214,20 @@ def _kill_group(proc):
     proc.wait()
 
 
-def run(loop_spec, modules, *, jobs, timeout, module_timeout, out_path, log_dir, subset, only=None,
-        budget=None, echo=print):
+def run(
+    loop_spec,
+    modules,
+    *,
+    jobs,
+    timeout,
+    module_timeout,
+    out_path,
+    log_dir,
+    subset,
+    only=None,
+    budget=None,
+    echo=print,
+):
     """Run `modules` on the loop; write the JSON results to out_path; return them.
 
     `only`: {module: test id prefixes} to run only those tests. `budget`: seconds for the
@@ -213,15 +247,23 @@ def run(loop_spec, modules, *, jobs, timeout, module_timeout, out_path, log_dir,
     t0 = time.monotonic()
     deadline = None if budget is None else t0 + budget
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
+
         def one(module):
             return module, run_module(
-                module, loop_spec, timeout=timeout, module_timeout=module_timeout,
-                workdir=os.path.join(tmp, module), log_path=os.path.join(log_dir, f"{module}.log"),
-                only=None if only is None else only.get(module, set()), deadline=deadline,
+                module,
+                loop_spec,
+                timeout=timeout,
+                module_timeout=module_timeout,
+                workdir=os.path.join(tmp, module),
+                log_path=os.path.join(log_dir, f"{module}.log"),
+                only=None if only is None else only.get(module, set()),
+                deadline=deadline,
             )
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            ordered = sorted(modules, key=lambda m: LONG_FIRST.index(m) if m in LONG_FIRST else len(LONG_FIRST))
+            ordered = sorted(
+                modules, key=lambda m: LONG_FIRST.index(m) if m in LONG_FIRST else len(LONG_FIRST)
+            )
             for fut in concurrent.futures.as_completed([pool.submit(one, m) for m in ordered]):
                 module, (tests, info) = fut.result()
                 results["modules"][module] = info
@@ -240,5 +282,7 @@ def _module_line(label, module, tests, info):
     bad = sum(1 for r in tests.values() if r["outcome"] in ("failed", "crashed") and r.get("created"))
     hung = sum(1 for r in tests.values() if r["outcome"] == "hung")
     extra = f" [{info['status']}: {'; '.join(info['notes'])}]" if info["notes"] else ""
-    return (f"{label:>10} {module:<24} {n:4d} run {on:4d} on candidate {bad:3d} failed "
-            f"{hung:2d} hung  {info['duration']:6.1f}s{extra}")
+    return (
+        f"{label:>10} {module:<24} {n:4d} run {on:4d} on candidate {bad:3d} failed "
+        f"{hung:2d} hung  {info['duration']:6.1f}s{extra}"
+    )

@@ -12,12 +12,26 @@ from .runner import all_modules
 WINDOWS_ONLY = {"test_windows_events", "test_windows_utils"}
 
 CI = (
-    "test_base_events", "test_context", "test_events", "test_futures2", "test_locks",
-    "test_queues", "test_ssl", "test_sslproto", "test_streams", "test_subprocess",
-    "test_taskgroups", "test_tasks", "test_threads", "test_timeouts", "test_unix_events",
+    "test_base_events",
+    "test_context",
+    "test_events",
+    "test_futures2",
+    "test_locks",
+    "test_queues",
+    "test_ssl",
+    "test_sslproto",
+    "test_streams",
+    "test_subprocess",
+    "test_taskgroups",
+    "test_tasks",
+    "test_threads",
+    "test_timeouts",
+    "test_unix_events",
     "test_waitfor",
     # Reach the candidate from 3.12 / 3.13 on (test_server has no such test on 3.11).
-    "test_eager_task_factory", "test_server", "test_staggered",
+    "test_eager_task_factory",
+    "test_server",
+    "test_staggered",
 )
 
 
@@ -32,7 +46,10 @@ def modules(subset):
 
 def outside_ci(results):
     """Modules outside the ci subset where a test reached the candidate loop in this run."""
-    return sorted({
-        test.split(".")[0] for test, rec in results["tests"].items()
-        if (rec.get("created") or rec.get("ran")) and test.split(".")[0] not in CI
-    })
+    return sorted(
+        {
+            test.split(".")[0]
+            for test, rec in results["tests"].items()
+            if (rec.get("created") or rec.get("ran")) and test.split(".")[0] not in CI
+        }
+    )

@@ -25,7 +25,7 @@ PREFIX = "test.test_asyncio."
 
 
 def short_id(test_id):
-    return test_id[len(PREFIX):] if test_id.startswith(PREFIX) else test_id
+    return test_id[len(PREFIX) :] if test_id.startswith(PREFIX) else test_id
 
 
 def _flatten(suite):
@@ -133,8 +133,15 @@ class RecordingResult(unittest.TestResult):
             self._current["detail"] = str(reason)
         else:
             # Skipped by setUpClass/setUpModule raising SkipTest: no startTest for it.
-            self._emit(ev="end", id=short_id(test.id()), outcome="skipped", duration=0.0,
-                       detail=str(reason), created=0, ran=False)
+            self._emit(
+                ev="end",
+                id=short_id(test.id()),
+                outcome="skipped",
+                duration=0.0,
+                detail=str(reason),
+                created=0,
+                ran=False,
+            )
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)
@@ -200,10 +207,16 @@ def main(argv=None):
 
     hang_file = open(args.hang, "w")
     with open(args.events, "a") as events_file:
-        events_file.write(json.dumps({
-            "ev": "begin", "loop_type": f"{loop_type.__module__}.{loop_type.__qualname__}",
-            "main_thread": threading.main_thread().ident,
-        }) + "\n")
+        events_file.write(
+            json.dumps(
+                {
+                    "ev": "begin",
+                    "loop_type": f"{loop_type.__module__}.{loop_type.__qualname__}",
+                    "main_thread": threading.main_thread().ident,
+                }
+            )
+            + "\n"
+        )
         events_file.flush()
         result = RecordingResult(events_file, tracker, hang_file, args.timeout)
         result._arm()  # import and setUpModule are watched too
@@ -211,10 +224,7 @@ def main(argv=None):
         # harness's own tests use that).
         name = args.module if "." in args.module else PREFIX + args.module
         suite = unittest.defaultTestLoader.loadTestsFromName(name)
-        tests = [
-            t for t in _flatten(suite)
-            if short_id(t.id()) not in exclude and selected(short_id(t.id()))
-        ]
+        tests = [t for t in _flatten(suite) if short_id(t.id()) not in exclude and selected(short_id(t.id()))]
         unittest.TestSuite(tests).run(result)
         faulthandler.cancel_dump_traceback_later()
         events_file.write(json.dumps({"ev": "done"}) + "\n")

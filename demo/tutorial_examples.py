@@ -17,18 +17,28 @@ LOOPS = [("ferroloop", "ferroloop:new_event_loop"), ("asyncio", "asyncio:new_eve
 
 def run_one(name, spec):
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, os.path.join(SEED, name + ".py"), spec],
-                       capture_output=True, text=True, timeout=120, cwd=SEED)
+    p = subprocess.run(
+        [sys.executable, os.path.join(SEED, name + ".py"), spec],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SEED,
+    )
     dt = time.perf_counter() - t0
     return p.returncode == 0, dt, p.stdout
 
 
 def main(argv):
-    names = sorted(f[:-3] for f in os.listdir(SEED)
-                   if f.endswith(".py") and not f.startswith("_") and f not in ("run_all.py", "loopspec.py"))
+    names = sorted(
+        f[:-3]
+        for f in os.listdir(SEED)
+        if f.endswith(".py") and not f.startswith("_") and f not in ("run_all.py", "loopspec.py")
+    )
     if argv:
         names = [n for n in names if n in argv]
-    print(f"The tutorial's programs on ferroloop and on stock asyncio ({len(names)} programs, from {os.path.relpath(SEED)})\n")
+    print(
+        f"The tutorial's programs on ferroloop and on stock asyncio ({len(names)} programs, from {os.path.relpath(SEED)})\n"
+    )
     print(f"{'program':<24} {'ferroloop':>12} {'asyncio':>12}   result")
     failures = 0
     for name in names:

@@ -24,7 +24,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m suites", description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"libraries (default: all): {', '.join(LIBRARIES)}")
     ap.add_argument("--subset", choices=("ci", "full"), default="full")
-    ap.add_argument("--loops", default="asyncio,ferroloop", help="comma-separated; asyncio first (the control)")
+    ap.add_argument(
+        "--loops", default="asyncio,ferroloop", help="comma-separated; asyncio first (the control)"
+    )
     ap.add_argument("--python", default=sys.executable, help="the interpreter the suite venvs are made from")
     ap.add_argument("--tests", nargs="+", help="run only these paths/node ids of the library (with one NAME)")
     args = ap.parse_args(argv)
@@ -54,8 +56,12 @@ def main(argv=None):
             for loop in loops:
                 junit, stats, wall, note = runner.run(lib, loop, py, tree, paths, OUT, servers.env, budget)
                 results[loop] = compare.outcomes(junit)
-                entry["loops"][loop] = {"counts": compare.counts(results[loop]), "wall_s": round(wall, 1),
-                                        "stats": stats, "note": note}
+                entry["loops"][loop] = {
+                    "counts": compare.counts(results[loop]),
+                    "wall_s": round(wall, 1),
+                    "stats": stats,
+                    "note": note,
+                }
                 runner.log(f"{name} on {loop}: {_fmt(entry['loops'][loop])}")
                 if note:
                     failed = True
@@ -68,8 +74,9 @@ def main(argv=None):
             regs = compare.regressions(results["asyncio"], results[loop])
             listed = {t: o for t, o in regs.items() if (name, t) in expectations}
             unlisted = {t: o for t, o in regs.items() if (name, t) not in expectations}
-            stale = sorted(t for (lib_name, t) in expectations if lib_name == name
-                           and results[loop].get(t) == "passed")
+            stale = sorted(
+                t for (lib_name, t) in expectations if lib_name == name and results[loop].get(t) == "passed"
+            )
             entry["regressions"] = {"listed": listed, "unlisted": unlisted, "stale": stale}
             for t, o in sorted(unlisted.items()):
                 runner.log(f"REGRESSION {name} {t}: passed on asyncio, {o} on {loop}")
@@ -81,7 +88,9 @@ def main(argv=None):
     out = OUT / f"summary-{stamp}.json"
     out.write_text(json.dumps(summary, indent=1))
     print(_table(summary, loops))
-    runner.log(f"summary: {out.relative_to(runner.ROOT)}; logs and junit XML in {OUT.relative_to(runner.ROOT)}")
+    runner.log(
+        f"summary: {out.relative_to(runner.ROOT)}; logs and junit XML in {OUT.relative_to(runner.ROOT)}"
+    )
     return 1 if failed else 0
 
 
@@ -89,8 +98,9 @@ def _base_python(python):
     """The interpreter behind a venv (suite venvs are made from the base, not nested)."""
     import subprocess
 
-    return subprocess.run([python, "-c", "import sys; print(sys._base_executable)"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [python, "-c", "import sys; print(sys._base_executable)"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _fmt(loop_entry):
@@ -100,8 +110,11 @@ def _fmt(loop_entry):
 
 
 def _table(summary, loops):
-    rows = ["", "| library | loop | passed | failed | errors | skipped | hung | regressions (listed/unlisted) |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "",
+        "| library | loop | passed | failed | errors | skipped | hung | regressions (listed/unlisted) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, entry in summary.items():
         if "loops" not in entry:
             rows.append(f"| {name} {entry['version']} | - | {entry['note']} | | | | | |")
@@ -115,8 +128,10 @@ def _table(summary, loops):
             if loop == "ferroloop" and "regressions" in entry:
                 r = entry["regressions"]
                 regs = f"{len(r['listed'])}/{len(r['unlisted'])}"
-            rows.append(f"| {name} {entry['version']} | {loop} | {c['passed']} | {c['failed']} | {c['error']} | "
-                        f"{c['skipped']} | {c['hung']} | {regs} |")
+            rows.append(
+                f"| {name} {entry['version']} | {loop} | {c['passed']} | {c['failed']} | {c['error']} | "
+                f"{c['skipped']} | {c['hung']} | {regs} |"
+            )
     return "\n".join(rows)
 
 

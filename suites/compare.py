@@ -29,7 +29,9 @@ def outcomes(junit):
         for child in case:
             if child.tag in ("failure", "error"):
                 text = (child.get("message") or "") + (child.text or "")[:2000]
-                if "Timeout" in text and ("pytest-timeout" in text or "Timeout >" in text or "Timeout (>" in text):
+                if "Timeout" in text and (
+                    "pytest-timeout" in text or "Timeout >" in text or "Timeout (>" in text
+                ):
                     outcome = "hung"
                 else:
                     outcome = "failed" if child.tag == "failure" else "error"
@@ -52,8 +54,11 @@ def counts(results):
 
 def regressions(control, candidate):
     """Tests that passed on the control and did not pass on the candidate: {id: outcome}."""
-    return {t: candidate.get(t, "missing") for t, o in control.items()
-            if o == "passed" and candidate.get(t, "missing") != "passed"}
+    return {
+        t: candidate.get(t, "missing")
+        for t, o in control.items()
+        if o == "passed" and candidate.get(t, "missing") != "passed"
+    }
 
 
 def load_expectations(path=EXPECTATIONS):

@@ -38,8 +38,22 @@ def sources(lib):
     if found is None:
         log(f"{lib.pin}: downloading its sdist from PyPI")
         # --no-build-isolation off: pip prepares the sdist's metadata in an isolated build env.
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                        lib.pin, "-d", str(sdists)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                lib.pin,
+                "-d",
+                str(sdists),
+            ],
+            check=True,
+        )
         found = _find_sdist(sdists, lib)
         if found is None:
             raise RuntimeError(f"no sdist of {lib.pin} after pip download")
@@ -86,8 +100,12 @@ def venv(lib, python, loops):
         log(f"{lib.name}: venv ready in {time.monotonic() - started:.0f} s")
     if "uvloop" in loops:  # the optional third column; not part of the venv's stamp
         subprocess.run([str(py), "-m", "pip", "install", "-q", "uvloop"], check=True)
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "ferroloop-dev.pth").write_text(str(ROOT / "python") + "\n")
     return py
 
@@ -132,24 +150,41 @@ def run(lib, loop, py, tree, paths, out_dir, server_env, budget):
     log_path = out_dir / f"{lib.name}-{loop}.log"
     for p in (junit, stats_path):
         p.unlink(missing_ok=True)
-    argv = [str(py.parent / "pytest"), *paths, "-p", "ferroloop_suite_plugin", f"--junit-xml={junit}",
-            "-o", "junit_family=xunit1", f"--timeout={lib.timeout}", "-p", "no:cacheprovider", "-q"]
+    argv = [
+        str(py.parent / "pytest"),
+        *paths,
+        "-p",
+        "ferroloop_suite_plugin",
+        f"--junit-xml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        f"--timeout={lib.timeout}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
     if lib.addopts is not None:
         argv += ["-o", f"addopts={lib.addopts}"]
     argv += list(lib.pytest_args)
     if "FERROLOOP_SUITE_REDIS_URL" in server_env:
         argv.append(f"--redis-url={server_env['FERROLOOP_SUITE_REDIS_URL']}")
-    env = {**os.environ, **lib.env, **server_env, "FERROLOOP_SUITE_LOOP": loop,
-           "FERROLOOP_SUITE_STATS": str(stats_path),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")])),
-           "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        **lib.env,
+        **server_env,
+        "FERROLOOP_SUITE_LOOP": loop,
+        "FERROLOOP_SUITE_STATS": str(stats_path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")])),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     env.pop("VIRTUAL_ENV", None)
     log(f"{lib.name} on {loop}: pytest {' '.join(paths)} (budget {budget} s)")
     start = time.monotonic()
     note = ""
     with open(log_path, "w") as logf:
-        proc = subprocess.Popen(argv, cwd=tree, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, cwd=tree, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             proc.wait(budget)
         except subprocess.TimeoutExpired:

@@ -131,7 +131,11 @@ def _leaks(before):
     _EXEMPT["threads"].update(_process_singleton_threads())
     deadline = time.monotonic() + _GRACE
     for t in threading.enumerate():
-        if t.ident not in before["threads"] and t.ident not in _EXEMPT["threads"] and t is not threading.current_thread():
+        if (
+            t.ident not in before["threads"]
+            and t.ident not in _EXEMPT["threads"]
+            and t is not threading.current_thread()
+        ):
             t.join(max(0.0, deadline - time.monotonic()))
     while time.monotonic() < deadline:
         extra = set(_children()) - set(before["pids"]) - _EXEMPT["pids"]
@@ -141,16 +145,25 @@ def _leaks(before):
     now = _snapshot()
     problems = []
     persistent, persistent_fds = _session_singletons()
-    fds = {fd: target for fd, target in now["fds"].items()
-           if before["fds"].get(fd) != target and fd not in _EXEMPT["fds"] and fd not in persistent_fds}
+    fds = {
+        fd: target
+        for fd, target in now["fds"].items()
+        if before["fds"].get(fd) != target and fd not in _EXEMPT["fds"] and fd not in persistent_fds
+    }
     if fds:
         problems.append("descriptors: " + ", ".join(f"{fd} -> {t}" for fd, t in sorted(fds.items())))
-    pids = {p: c for p, c in now["pids"].items()
-            if p not in before["pids"] and p not in _EXEMPT["pids"] and p not in persistent}
+    pids = {
+        p: c
+        for p, c in now["pids"].items()
+        if p not in before["pids"] and p not in _EXEMPT["pids"] and p not in persistent
+    }
     if pids:
         problems.append("child processes: " + ", ".join(f"{p} ({c[:80]})" for p, c in sorted(pids.items())))
-    threads = [t for ident, t in now["threads"].items()
-               if ident not in before["threads"] and ident not in _EXEMPT["threads"]]
+    threads = [
+        t
+        for ident, t in now["threads"].items()
+        if ident not in before["threads"] and ident not in _EXEMPT["threads"]
+    ]
     if threads:
         problems.append("threads: " + ", ".join(repr(t.name) for t in threads))
     native = {tid: n for tid, n in now["native"].items() if tid not in before["native"]}

@@ -64,6 +64,7 @@ def asyncio_loses_eof_after_empty_writelines():
     loop = asyncio.new_event_loop()
     a, b = socket.socketpair()
     try:
+
         async def probe():
             tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
             tr.writelines([b""])

@@ -40,7 +40,9 @@ def test_select_benches():
 
 def _run(bench, loop, ops_s, cpu_op, ok=True):
     if not ok:
-        return dict(bench=bench, loop=loop, ok=False, stage="start", error="NotImplementedError: in create_server()")
+        return dict(
+            bench=bench, loop=loop, ok=False, stage="start", error="NotImplementedError: in create_server()"
+        )
     return dict(bench=bench, loop=loop, ok=True, ops_per_sec=ops_s, cpu_per_op=cpu_op)
 
 
@@ -53,10 +55,25 @@ def _results():
         runs.append(_run("http_c50", "uvloop", ops, cpu))
         runs.append(_run("http_c50", "ferroloop", 0, 0, ok=False))
         runs.append(_run("http_c50", "rloop", ops, cpu))
-    meta = dict(benches=["call_soon", "http_c50"], labels=["ferroloop", "uvloop", "rloop"], baseline="uvloop",
-                units={"call_soon": "callback"}, net={"http_c50": runner.NET["http_c50"]}, sizes={"call_soon": 10},
-                repeat=3, quick=False, duration=1.0, pinned=True, date="today", cpu="cpu", cores=2, kernel="k",
-                libc="glibc", python="3.11", ferroloop_commit="abc")
+    meta = dict(
+        benches=["call_soon", "http_c50"],
+        labels=["ferroloop", "uvloop", "rloop"],
+        baseline="uvloop",
+        units={"call_soon": "callback"},
+        net={"http_c50": runner.NET["http_c50"]},
+        sizes={"call_soon": 10},
+        repeat=3,
+        quick=False,
+        duration=1.0,
+        pinned=True,
+        date="today",
+        cpu="cpu",
+        cores=2,
+        kernel="k",
+        libc="glibc",
+        python="3.11",
+        ferroloop_commit="abc",
+    )
     return {"meta": meta, "runs": runs, "callgrind": []}
 
 

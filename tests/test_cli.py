@@ -21,8 +21,14 @@ SCRIPT = textwrap.dedent("""
 
 
 def run_cli(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "ferroloop", *args], capture_output=True, text=True, timeout=60,
-                          cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "ferroloop", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def test_run_script_lands_on_ferroloop(tmp_path):
@@ -43,9 +49,14 @@ def test_run_debug(tmp_path):
 
 def test_run_module(tmp_path):
     (tmp_path / "mymod.py").write_text(SCRIPT)
-    p = subprocess.run([sys.executable, "-m", "ferroloop", "run", "-m", "mymod", "x"],
-                       capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                       env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+    p = subprocess.run(
+        [sys.executable, "-m", "ferroloop", "run", "-m", "mymod", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": ""},
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "ferroloop._loop Loop ['x'] False"
 
@@ -106,7 +117,9 @@ PROGRAMS = {
 
 # Where stock asyncio's traceback shows base_events.run_until_complete, ferroloop's shows its
 # own (the loop's method is Python in both; only the file differs).
-_LOOP_FRAME = re.compile(r'  File "[^"]*(?:asyncio/base_events|ferroloop/_loop)\.py", line \d+, in run_until_complete\n')
+_LOOP_FRAME = re.compile(
+    r'  File "[^"]*(?:asyncio/base_events|ferroloop/_loop)\.py", line \d+, in run_until_complete\n'
+)
 
 
 def _normalised(text):
@@ -114,7 +127,9 @@ def _normalised(text):
 
 
 def _python(script, *args, cwd):
-    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
 
 
 @pytest.mark.parametrize("command", ["run", "doctor", "trace"])
@@ -141,7 +156,9 @@ def test_ends_as_python_does(tmp_path, command, case):
 
 
 def test_keyboard_interrupt_runs_atexit_then_dies_by_sigint(tmp_path):
-    (tmp_path / "p.py").write_text("import atexit\natexit.register(print, 'atexit ran')\nraise KeyboardInterrupt\n")
+    (tmp_path / "p.py").write_text(
+        "import atexit\natexit.register(print, 'atexit ran')\nraise KeyboardInterrupt\n"
+    )
     want = _python("p.py", cwd=tmp_path)
     got = run_cli("run", "p.py", cwd=tmp_path)
     assert got.returncode == want.returncode == -2
@@ -161,8 +178,9 @@ def test_module_errors_as_python(tmp_path):
     (tmp_path / "boom.py").write_text(PROGRAMS["uncaught"])
     env = {**os.environ, "PYTHONPATH": ""}
     for name in ("boom", "no_such_module"):
-        want = subprocess.run([sys.executable, "-m", name], capture_output=True, text=True, timeout=60,
-                              cwd=tmp_path, env=env)
+        want = subprocess.run(
+            [sys.executable, "-m", name], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env
+        )
         got = run_cli("run", "-m", name, cwd=tmp_path, env=env)
         assert got.returncode == want.returncode == 1
         assert got.stderr == want.stderr  # python -m shows runpy's two frames; so do we
@@ -171,14 +189,16 @@ def test_module_errors_as_python(tmp_path):
 
 def test_main_module_is_the_script(tmp_path):
     # Objects defined by the script pickle by reference to __main__, as under python.
-    (tmp_path / "p.py").write_text(textwrap.dedent("""
+    (tmp_path / "p.py").write_text(
+        textwrap.dedent("""
         import asyncio, pickle
         class Point:
             pass
         async def main():
             print(type(pickle.loads(pickle.dumps(Point()))).__qualname__, type(asyncio.get_running_loop()).__module__)
         asyncio.run(main())
-    """))
+    """)
+    )
     p = run_cli("run", "p.py", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["Point", "ferroloop._loop"]

@@ -19,8 +19,12 @@ SAMPLE = "tests.conformance_sample_suite"
 def sample_run(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     tests, info = runner.run_module(
-        SAMPLE, f"{request.param}:new_event_loop", timeout=3.0, module_timeout=60.0,
-        workdir=str(tmp / "work"), log_path=str(tmp / "log.txt"),
+        SAMPLE,
+        f"{request.param}:new_event_loop",
+        timeout=3.0,
+        module_timeout=60.0,
+        workdir=str(tmp / "work"),
+        log_path=str(tmp / "log.txt"),
     )
     return {k.rsplit(".", 1)[1]: v for k, v in tests.items()}, info
 
@@ -49,11 +53,20 @@ def _results(**outcomes):
         "bad": {"outcome": "failed", "created": 1, "ran": True, "detail": "E: x"},
         "hung": {"outcome": "hung", "created": 1, "ran": True, "detail": "limit"},
         "stock_bad": {"outcome": "failed", "created": 0, "ran": False, "detail": "E: y"},
-        "nie": {"outcome": "failed", "created": 1, "ran": True, "detail": "NotImplementedError",
-                "unimplemented": "create_server"},
+        "nie": {
+            "outcome": "failed",
+            "created": 1,
+            "ran": True,
+            "detail": "NotImplementedError",
+            "unimplemented": "create_server",
+        },
     }
-    return {"subset": "full", "python": "3.11.7", "modules": {},
-            "tests": {k: dict(recs[v]) for k, v in outcomes.items()}}
+    return {
+        "subset": "full",
+        "python": "3.11.7",
+        "modules": {},
+        "tests": {k: dict(recs[v]) for k, v in outcomes.items()},
+    }
 
 
 def _entries(**cats):

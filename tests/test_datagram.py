@@ -51,7 +51,9 @@ def test_udp_echo(loop, host, family):
     async def main():
         st, sp = await loop.create_datagram_endpoint(EchoDgram, local_addr=(host, 0))
         addr = st.get_extra_info("sockname")
-        ct, cp = await loop.create_datagram_endpoint(lambda: Recorder(loop), family=family, remote_addr=addr[:2])
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: Recorder(loop), family=family, remote_addr=addr[:2]
+        )
         assert isinstance(ct, asyncio.BaseTransport)
         # (asyncio's own datagram transport is an asyncio.DatagramTransport only from 3.13)
         assert isinstance(ct, asyncio.DatagramTransport) or not isinstance(loop, ferroloop.Loop)
@@ -131,7 +133,9 @@ def test_endpoint_argument_errors(loop):
             await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=tcp)
         tcp.close()
         udp = socket.socket(type=socket.SOCK_DGRAM)
-        with pytest.raises(ValueError, match="socket modifier keyword arguments can not be used when sock is specified"):
+        with pytest.raises(
+            ValueError, match="socket modifier keyword arguments can not be used when sock is specified"
+        ):
             await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=udp, reuse_port=True)
         udp.close()
 
@@ -145,8 +149,9 @@ def test_endpoint_from_sock_broadcast_and_reuse_port(loop):
         t, p = await loop.create_datagram_endpoint(lambda: Recorder(loop), sock=s)
         assert t.get_extra_info("socket").fileno() == s.fileno()
         t.close()
-        t2, p2 = await loop.create_datagram_endpoint(lambda: Recorder(loop), local_addr=("127.0.0.1", 0),
-                                                     allow_broadcast=True, reuse_port=True)
+        t2, p2 = await loop.create_datagram_endpoint(
+            lambda: Recorder(loop), local_addr=("127.0.0.1", 0), allow_broadcast=True, reuse_port=True
+        )
         sock = t2.get_extra_info("socket")
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST)
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
@@ -160,9 +165,12 @@ def test_unix_datagram(loop, tmp_path):
     async def main():
         server_path = str(tmp_path / "dg.sock")
         st, sp = await loop.create_datagram_endpoint(EchoDgram, local_addr=server_path, family=socket.AF_UNIX)
-        ct, cp = await loop.create_datagram_endpoint(lambda: Recorder(loop), family=socket.AF_UNIX,
-                                                     local_addr=str(tmp_path / "client.sock"),
-                                                     remote_addr=server_path)
+        ct, cp = await loop.create_datagram_endpoint(
+            lambda: Recorder(loop),
+            family=socket.AF_UNIX,
+            local_addr=str(tmp_path / "client.sock"),
+            remote_addr=server_path,
+        )
         ct.sendto(b"over unix")
         await wait_for_count(cp, 1)
         assert cp.datagrams[0] == (b"over unix", server_path)

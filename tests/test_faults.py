@@ -177,7 +177,9 @@ def test_server_closed_with_live_clients_clients_see_eof(fds_checked):
 
         srv = await loop.create_server(Keep, "127.0.0.1", 0)
         port = srv.sockets[0].getsockname()[1]
-        clients = [await loop.create_connection(lambda: make_recorder(loop), "127.0.0.1", port) for _ in range(5)]
+        clients = [
+            await loop.create_connection(lambda: make_recorder(loop), "127.0.0.1", port) for _ in range(5)
+        ]
         await asyncio.sleep(0.01)
         srv.close()
         for t in srv_transports:

@@ -125,11 +125,14 @@ def test_peer_close_wakes_reader(loop):
     a.close()
 
 
-@pytest.mark.parametrize("bad, exc, msg", [
-    (-1, ValueError, "Invalid file descriptor: -1"),
-    ("nope", ValueError, "Invalid file object: 'nope'"),
-    (object(), ValueError, "Invalid file object"),
-])
+@pytest.mark.parametrize(
+    "bad, exc, msg",
+    [
+        (-1, ValueError, "Invalid file descriptor: -1"),
+        ("nope", ValueError, "Invalid file object: 'nope'"),
+        (object(), ValueError, "Invalid file object"),
+    ],
+)
 def test_bad_fd_rejected(loop, bad, exc, msg):
     for method in (loop.add_reader, loop.add_writer):
         with pytest.raises(exc, match=msg):

@@ -22,15 +22,33 @@ ipv4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
 ipv6 = st.integers(0, 2**128 - 1).map(lambda n: ipaddress.IPv6Address(n))
 ipv6_text = ipv6.flatmap(lambda a: st.sampled_from([a.compressed, a.exploded, a.exploded.upper()]))
 odd_hosts = st.sampled_from(
-    ["127.1", "01.2.3.4", "1.2.3.4 ", " 1.2.3.4", "0x7f.0.0.1", "::1%lo", "fe80::1%1", "", "localhost",
-     "::ffff:1.2.3.4", "::FFFF:1.2.3.4", "1.2.3", "256.1.1.1", "::", "0.0.0.0", "١٢٧.0.0.1"]
+    [
+        "127.1",
+        "01.2.3.4",
+        "1.2.3.4 ",
+        " 1.2.3.4",
+        "0x7f.0.0.1",
+        "::1%lo",
+        "fe80::1%1",
+        "",
+        "localhost",
+        "::ffff:1.2.3.4",
+        "::FFFF:1.2.3.4",
+        "1.2.3",
+        "256.1.1.1",
+        "::",
+        "0.0.0.0",
+        "١٢٧.0.0.1",
+    ]
 )
 hosts = st.one_of(ipv4, ipv6_text, odd_hosts, ipv4.map(str.encode), st.none())
 ports = st.one_of(
     st.integers(-70000, 140000),
     st.integers(0, 65535),
     st.text("0123456789+- ", max_size=7),
-    st.sampled_from(["http", "https", "80", "080", "65535", "65536", "٨٠", b"80", b"http", b"", "", None, 1.5, True]),
+    st.sampled_from(
+        ["http", "https", "80", "080", "65535", "65536", "٨٠", b"80", b"http", b"", "", None, 1.5, True]
+    ),
 )
 families = st.sampled_from([socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6, socket.AF_UNIX])
 types = st.sampled_from([0, socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW])

@@ -8,7 +8,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-LEAKY = '''
+LEAKY = """
 import os, subprocess, threading
 KEEP = []
 
@@ -18,9 +18,9 @@ def test_leaks():
     stop = threading.Event()
     KEEP.append(stop)
     threading.Thread(target=stop.wait, name="left-running", daemon=True).start()
-'''
+"""
 
-CLEAN = '''
+CLEAN = """
 import os, subprocess, threading
 
 def test_clean():
@@ -29,7 +29,7 @@ def test_clean():
     subprocess.run(["true"], check=True)
     t = threading.Thread(target=lambda: None)
     t.start()
-'''
+"""
 
 
 def run_module(tmp_path, source):
@@ -40,7 +40,11 @@ def run_module(tmp_path, source):
     env["FERROLOOP_LEAK_GRACE"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_mod.py")],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
 
 

@@ -85,12 +85,16 @@ class Client(asyncio.Protocol):
 
 
 async def protocol_run(loop, path):
-    srv = await (loop.create_unix_server(FlowEcho, path) if path else loop.create_server(FlowEcho, "127.0.0.1", 0))
+    srv = await (
+        loop.create_unix_server(FlowEcho, path) if path else loop.create_server(FlowEcho, "127.0.0.1", 0)
+    )
     addr = path or srv.sockets[0].getsockname()
     clients = []
     for i in range(CLIENTS):
         factory = functools.partial(Client, loop, i)
-        _, c = await (loop.create_unix_connection(factory, addr) if path else loop.create_connection(factory, *addr))
+        _, c = await (
+            loop.create_unix_connection(factory, addr) if path else loop.create_connection(factory, *addr)
+        )
         clients.append(c)
     async with asyncio.timeout(240):
         excs = await asyncio.gather(*(c.done for c in clients))
@@ -108,7 +112,9 @@ async def streams_run(loop, path):
         writer.close()
         await writer.wait_closed()
 
-    srv = await (asyncio.start_unix_server(handle, path) if path else asyncio.start_server(handle, "127.0.0.1", 0))
+    srv = await (
+        asyncio.start_unix_server(handle, path) if path else asyncio.start_server(handle, "127.0.0.1", 0)
+    )
     addr = path or srv.sockets[0].getsockname()
 
     async def client(seed):
@@ -205,8 +211,11 @@ def test_five_thousand_idle_connections_and_a_prompt_new_client():
     async def main():
         srv = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
         port = srv.sockets[0].getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-c", IDLE_CLIENTS, str(port), "5000"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", IDLE_CLIENTS, str(port), "5000"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         try:
             line = await asyncio.wait_for(loop.run_in_executor(None, proc.stdout.readline), 120)
             assert line.strip() == b"connected 5000"

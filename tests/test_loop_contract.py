@@ -62,7 +62,9 @@ def test_a_mixin_uses_only_what_it_names(cls):
 @pytest.mark.parametrize("cls", MIXINS, ids=lambda c: c.__name__)
 def test_what_a_mixin_needs_comes_from_the_owner_it_names(cls):
     for name, owner in needs(cls).items():
-        assert provider(name) == owner, f"{cls.__name__} needs {name} from {owner}; Loop has it from {provider(name)}"
+        assert provider(name) == owner, (
+            f"{cls.__name__} needs {name} from {owner}; Loop has it from {provider(name)}"
+        )
 
 
 def test_no_two_parts_of_the_loop_define_one_name():
@@ -80,9 +82,11 @@ def test_loop_is_an_abstract_event_loop_with_every_method():
     loop = ferroloop.new_event_loop()
     try:
         assert isinstance(loop, asyncio.AbstractEventLoop)
-        missing = [name for name, value in vars(asyncio.AbstractEventLoop).items()
-                   if callable(value) and not name.startswith("_")
-                   and getattr(Loop, name) is value]
+        missing = [
+            name
+            for name, value in vars(asyncio.AbstractEventLoop).items()
+            if callable(value) and not name.startswith("_") and getattr(Loop, name) is value
+        ]
         assert missing == [], f"Loop does not implement {missing}"
     finally:
         loop.close()

@@ -22,9 +22,11 @@ import ferroloop._loop
 
 # -- no deprecated asyncio API ---------------------------------------------------------------
 
+
 def _forbid(monkeypatch, module, name):
     def deprecated(*args, **kwargs):
         raise AssertionError(f"ferroloop called {module.__name__}.{name}")
+
     monkeypatch.setattr(module, name, deprecated)
 
 
@@ -61,7 +63,9 @@ def test_same_verdict_as_asyncio_on_coroutine_functions():
 
 def _python(code, *args, cwd=None, prelude=""):
     source = textwrap.dedent(prelude) + textwrap.dedent(code)
-    return subprocess.run([sys.executable, "-c", source, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", source, *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
 
 
 def test_install_raises_no_deprecation_warning():
@@ -92,16 +96,21 @@ _NO_POLICIES = """
 
 
 def test_imports_without_the_policy_system():
-    p = _python(prelude=_NO_POLICIES, code="""
+    p = _python(
+        prelude=_NO_POLICIES,
+        code="""
         import ferroloop
         print(ferroloop.EventLoopPolicy.__mro__[1].__name__, type(ferroloop.EventLoopPolicy().new_event_loop()).__name__)
-    """)
+    """,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["object", "Loop"]
 
 
 def test_install_without_the_policy_system():
-    p = _python(prelude=_NO_POLICIES, code="""
+    p = _python(
+        prelude=_NO_POLICIES,
+        code="""
         import asyncio, ferroloop
         ferroloop.install()
         ferroloop.install()  # twice is once
@@ -118,20 +127,29 @@ def test_install_without_the_policy_system():
         print(type(loop).__module__)
         loop.close()
         print(asyncio.Runner.__mro__[1] is asyncio.runners.Runner.__mro__[1], asyncio.Runner.__name__)
-    """)
+    """,
+    )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["ferroloop._loop", "ferroloop._loop", "asyncio.unix_events", "ferroloop._loop",
-                                "True", "Runner"]
+    assert p.stdout.split() == [
+        "ferroloop._loop",
+        "ferroloop._loop",
+        "asyncio.unix_events",
+        "ferroloop._loop",
+        "True",
+        "Runner",
+    ]
 
 
 @pytest.mark.parametrize("command", ["run", "doctor", "trace"])
 def test_cli_without_the_policy_system(tmp_path, command):
-    (tmp_path / "prog.py").write_text(textwrap.dedent("""
+    (tmp_path / "prog.py").write_text(
+        textwrap.dedent("""
         import asyncio
         async def main():
             print("LOOP", type(asyncio.get_running_loop()).__module__)
         asyncio.run(main())
-    """))
+    """)
+    )
     extra = ["-o", str(tmp_path / "t.html")] if command == "trace" else []
     cli = """
         import sys
@@ -145,6 +163,7 @@ def test_cli_without_the_policy_system(tmp_path, command):
 
 # -- the task-factory contract of each version ----------------------------------------------
 
+
 def _factory_calls(loop, **create_kwargs):
     calls = []
 
@@ -155,6 +174,7 @@ def _factory_calls(loop, **create_kwargs):
     async def main():
         async def work():
             return 1
+
         loop.set_task_factory(factory)
         t = loop.create_task(work(), **create_kwargs)
         await t
@@ -166,7 +186,7 @@ def _factory_calls(loop, **create_kwargs):
 @pytest.mark.skipif(sys.version_info >= (3, 14), reason="the 3.11-3.13 contract")
 def test_task_factory_contract_up_to_313(loop):
     # factory(loop, coro) when no context is given, context= when one is; the name set after
-    assert _factory_calls(loop) [0] == [[]]
+    assert _factory_calls(loop)[0] == [[]]
     calls, name = _factory_calls(loop, name="job", context=contextvars.copy_context())
     assert (calls, name) == ([["context"]], "job")
 
@@ -184,6 +204,7 @@ def test_task_factory_contract_of_314(floop, monkeypatch):
 
 
 # -- free-threaded builds ---------------------------------------------------------------------
+
 
 def test_refuses_to_load_with_the_gil_forced_off():
     # On a free-threaded build with PYTHON_GIL=0 the GIL stays off even for a gil_used module

@@ -180,7 +180,13 @@ def test_refused_nested_run_leaves_the_running_loop_as_it_was(loop, other_kind):
         loop.run_until_complete(main())
     finally:
         other.close()
-    assert seen == {"running": True, "current": True, "hooks": True, "after_other": (True, True), "still": True}
+    assert seen == {
+        "running": True,
+        "current": True,
+        "hooks": True,
+        "after_other": (True, True),
+        "still": True,
+    }
     assert not loop.is_running()
 
 

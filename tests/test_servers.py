@@ -206,8 +206,9 @@ def test_create_connection_with_sock_and_local_addr(loop):
         while len(pr.data) < 8:
             await asyncio.sleep(0.001)
         tr.close()
-        tr2, pr2 = await loop.create_connection(lambda: make_recorder(loop), "127.0.0.1", port,
-                                                local_addr=("127.0.0.1", 0))
+        tr2, pr2 = await loop.create_connection(
+            lambda: make_recorder(loop), "127.0.0.1", port, local_addr=("127.0.0.1", 0)
+        )
         assert tr2.get_extra_info("sockname")[0] == "127.0.0.1"
         tr2.close()
         with pytest.raises(ValueError, match="host/port and sock can not be specified at the same time"):
@@ -272,8 +273,11 @@ def test_connect_accepted_socket(loop):
 
 def test_getaddrinfo_numeric_fast_path_matches_resolver(loop):
     async def main():
-        for host, family, type_ in [("127.0.0.1", 0, socket.SOCK_STREAM), ("::1", 0, socket.SOCK_DGRAM),
-                                    ("0:0::1", socket.AF_INET6, socket.SOCK_STREAM)]:
+        for host, family, type_ in [
+            ("127.0.0.1", 0, socket.SOCK_STREAM),
+            ("::1", 0, socket.SOCK_DGRAM),
+            ("0:0::1", socket.AF_INET6, socket.SOCK_STREAM),
+        ]:
             got = await loop.getaddrinfo(host, 80, family=family, type=type_)
             assert got == socket.getaddrinfo(host, 80, family, type_)
         assert await loop.getaddrinfo("localhost", "80", type=socket.SOCK_STREAM)
@@ -349,8 +353,9 @@ def test_unix_socket_paths_handled_natively(loop, tmp_path, monkeypatch):
         await srv.wait_closed()
         with pytest.raises(OSError):
             await loop.create_unix_server(Echo, str(regular))
-        tr, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=dgram_stale,
-                                                    family=socket.AF_UNIX)
+        tr, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=dgram_stale, family=socket.AF_UNIX
+        )
         tr.close()
 
     loop.run_until_complete(main())

@@ -116,13 +116,16 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("loop_name", ["ferroloop", "asyncio"])
-@pytest.mark.parametrize("blocked_in, presses", [
-    # parked in poll: the first Ctrl-C cancels the main task and the run ends
-    ("await asyncio.sleep(3600)", 1),
-    # a CPU-bound step: asyncio.Runner cancels on the first press, and raises
-    # KeyboardInterrupt in the running code on the second
-    ("await asyncio.sleep(0); sum(i for i in range(10**10))", 2),
-])
+@pytest.mark.parametrize(
+    "blocked_in, presses",
+    [
+        # parked in poll: the first Ctrl-C cancels the main task and the run ends
+        ("await asyncio.sleep(3600)", 1),
+        # a CPU-bound step: asyncio.Runner cancels on the first press, and raises
+        # KeyboardInterrupt in the running code on the second
+        ("await asyncio.sleep(0); sum(i for i in range(10**10))", 2),
+    ],
+)
 def test_ctrl_c_interrupts_run(loop_name, blocked_in, presses):
     script = CTRL_C_SCRIPT.format(body=blocked_in)
     p = subprocess.Popen([sys.executable, "-c", script, loop_name], stdout=subprocess.PIPE, text=True)

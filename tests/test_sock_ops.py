@@ -200,9 +200,10 @@ def test_sock_sendfile(loop, tmp_path, offset, count):
     async def main():
         a, b = pair()
         with open(path, "rb") as f:
+
             async def drain():
                 got = bytearray()
-                want = len(data[offset:offset + count] if count else data[offset:])
+                want = len(data[offset : offset + count] if count else data[offset:])
                 while len(got) < want:
                     got += await loop.sock_recv(b, 65536)
                 return bytes(got)
@@ -211,7 +212,7 @@ def test_sock_sendfile(loop, tmp_path, offset, count):
             sent = await loop.sock_sendfile(a, f, offset, count)
             got = await reader
             assert f.tell() == offset + sent
-        expected = data[offset:offset + count] if count else data[offset:]
+        expected = data[offset : offset + count] if count else data[offset:]
         assert sent == len(expected) and got == expected
         a.close(), b.close()
 

@@ -141,8 +141,9 @@ def test_shell_and_exit_codes(clean):
     loop = clean
 
     async def main():
-        proc = await asyncio.create_subprocess_shell("echo out; echo err >&2; exit 7",
-                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_shell(
+            "echo out; echo err >&2; exit 7", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         out, err = await proc.communicate()
         assert (out, err, proc.returncode) == (b"out\n", b"err\n", 7)
         proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "import sys; sys.exit(3)")
@@ -151,8 +152,9 @@ def test_shell_and_exit_codes(clean):
     loop.run_until_complete(main())
 
 
-@pytest.mark.parametrize("how, code", [("terminate", -signal.SIGTERM), ("kill", -signal.SIGKILL),
-                                       ("send_signal", -signal.SIGUSR1)])
+@pytest.mark.parametrize(
+    "how, code", [("terminate", -signal.SIGTERM), ("kill", -signal.SIGKILL), ("send_signal", -signal.SIGUSR1)]
+)
 def test_signals_to_child(clean, how, code):
     loop = clean
 
@@ -172,8 +174,10 @@ def test_many_children_at_once(clean):
     loop = clean
 
     async def main():
-        procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", f"import sys; sys.exit({i % 5})")
-                 for i in range(40)]
+        procs = [
+            await asyncio.create_subprocess_exec(sys.executable, "-c", f"import sys; sys.exit({i % 5})")
+            for i in range(40)
+        ]
         codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 60)
         assert codes == [i % 5 for i in range(40)]
 
@@ -250,6 +254,7 @@ def test_users_sigchld_handler_is_left_alone(clean):
 
     old = signal.signal(signal.SIGCHLD, handler)
     try:
+
         async def main():
             for _ in range(3):
                 proc = await asyncio.create_subprocess_exec("true")
@@ -270,7 +275,8 @@ def test_signal_handlers_work_beside_subprocesses(clean):
     async def main():
         loop.add_signal_handler(signal.SIGUSR2, got.append, "usr2")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", f"import os, signal; os.kill({os.getpid()}, signal.SIGUSR2)")
+            sys.executable, "-c", f"import os, signal; os.kill({os.getpid()}, signal.SIGUSR2)"
+        )
         await proc.wait()
         for _ in range(100):
             if got:
@@ -363,7 +369,6 @@ def test_spawn_makes_no_blocking_read_on_the_loop_thread(loop, monkeypatch, watc
                 asyncio.set_child_watcher(None)
                 w.close()
 
-
     loop_thread = threading.get_ident()
     blocking_reads = []
     real = os.read
@@ -374,7 +379,9 @@ def test_spawn_makes_no_blocking_read_on_the_loop_thread(loop, monkeypatch, watc
         return real(fd, n)
 
     async def main():
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "print('hi')", stdout=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "print('hi')", stdout=subprocess.PIPE
+        )
         out, _ = await proc.communicate()
         with pytest.raises(FileNotFoundError):
             await asyncio.create_subprocess_exec("/nonexistent/program")

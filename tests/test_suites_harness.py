@@ -32,9 +32,12 @@ def test_outcomes_from_junit(tmp_path):
     path.write_text(JUNIT)
     got = compare.outcomes(path)
     assert got == {
-        "tests.test_a::test_ok": "passed", "tests.test_a::test_bad": "failed",
-        "tests.test_a::test_err": "error", "tests.test_a::test_skip": "skipped",
-        "tests.test_a::test_hang": "hung", "tests.test_a::test_teardown": "failed",
+        "tests.test_a::test_ok": "passed",
+        "tests.test_a::test_bad": "failed",
+        "tests.test_a::test_err": "error",
+        "tests.test_a::test_skip": "skipped",
+        "tests.test_a::test_hang": "hung",
+        "tests.test_a::test_teardown": "failed",
     }
     assert compare.counts(got) == {"passed": 1, "failed": 2, "error": 1, "skipped": 1, "hung": 1}
     assert compare.outcomes(tmp_path / "missing.xml") == {}
@@ -63,9 +66,14 @@ def test_plugin_puts_the_candidate_behind_the_default_policy(loop, tmp_path):
             return type(asyncio.get_running_loop()).__module__
         print(json.dumps([asyncio.run(kind()), plugin._stats["created"], plugin._stats["ran"] > 0]))
     """)
-    env = {**os.environ, "FERROLOOP_SUITE_LOOP": loop,
-           "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "suites", "plugin"), os.path.join(ROOT, "python")])}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    env = {
+        **os.environ,
+        "FERROLOOP_SUITE_LOOP": loop,
+        "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "suites", "plugin"), os.path.join(ROOT, "python")]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     module, created, ran = __import__("json").loads(out)
     if loop == "ferroloop":
         assert module.startswith("ferroloop") and created == 1 and ran

@@ -114,7 +114,7 @@ class Source(asyncio.Protocol):
         while off < len(self.data):
             await self.can_write.wait()
             n = self.rng.choice((1, 100, 1000, 16384, 65536, 300000))
-            transport.write(self.data[off:off + n])
+            transport.write(self.data[off : off + n])
             off += n
             if self.rng.random() < 0.1:
                 await asyncio.sleep(0)
@@ -156,8 +156,13 @@ def test_100mb_both_ways_random_chunks_and_pauses(loop, certs, buffered):
 
         server = await loop.create_server(factory, "127.0.0.1", 0, ssl=certs.server())
         port = server.sockets[0].getsockname()[1]
-        t, client = await loop.create_connection(lambda: cls(loop, size, rng, up), "127.0.0.1", port,
-                                                 ssl=certs.client(), server_hostname="localhost")
+        t, client = await loop.create_connection(
+            lambda: cls(loop, size, rng, up),
+            "127.0.0.1",
+            port,
+            ssl=certs.client(),
+            server_hostname="localhost",
+        )
         while not server_side:
             await asyncio.sleep(0.01)
         srv = server_side[0]
@@ -186,8 +191,9 @@ def test_transport_surface(loop, certs):
         server = await loop.create_server(P, "127.0.0.1", 0, ssl=certs.server())
         port = server.sockets[0].getsockname()[1]
         ctx = certs.client()
-        t, p = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=ctx,
-                                            server_hostname="localhost")
+        t, p = await loop.create_connection(
+            asyncio.Protocol, "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+        )
         assert isinstance(t, asyncio.Transport)
         assert isinstance(t.get_extra_info("ssl_object"), ssl.SSLObject)
         assert t.get_extra_info("sslcontext") is ctx
@@ -232,10 +238,18 @@ def test_handshake_timeout(loop, certs):
         held = []
         server = await loop.create_server(lambda: _Hold(held), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        with pytest.raises(ConnectionAbortedError,
-                           match=r"SSL handshake is taking longer than 0.2 seconds: aborting the connection"):
-            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=certs.client(),
-                                         server_hostname="localhost", ssl_handshake_timeout=0.2)
+        with pytest.raises(
+            ConnectionAbortedError,
+            match=r"SSL handshake is taking longer than 0.2 seconds: aborting the connection",
+        ):
+            await loop.create_connection(
+                asyncio.Protocol,
+                "127.0.0.1",
+                port,
+                ssl=certs.client(),
+                server_hostname="localhost",
+                ssl_handshake_timeout=0.2,
+            )
         for t in held:
             t.close()
         server.close()
@@ -276,9 +290,9 @@ def test_shutdown_timeout(loop, certs):
 
     def action(conn):
         tls = certs.server().wrap_socket(conn, server_side=True)
-        tls.recv(1)          # the client's byte; then never answer close_notify
+        tls.recv(1)  # the client's byte; then never answer close_notify
         release.wait(30)
-        tls.close()          # wrap_socket took over conn's fd: this closes it (no close_notify is sent)
+        tls.close()  # wrap_socket took over conn's fd: this closes it (no close_notify is sent)
 
     port, th, _ = _tls_peer_thread(certs, action)
 
@@ -289,8 +303,9 @@ def test_shutdown_timeout(loop, certs):
             def connection_lost(self, exc):
                 lost.set_result(exc)
 
-        t, _ = await loop.create_connection(P, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost",
-                                            ssl_shutdown_timeout=0.3)
+        t, _ = await loop.create_connection(
+            P, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost", ssl_shutdown_timeout=0.3
+        )
         t.write(b"x")
         t.close()
         exc = await asyncio.wait_for(lost, 10)
@@ -306,7 +321,7 @@ def test_shutdown_timeout(loop, certs):
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_peer_vanishes_mid_handshake(loop, certs, how):
     def action(conn):
-        conn.recv(100)        # part of the ClientHello
+        conn.recv(100)  # part of the ClientHello
         if how == "rst":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
@@ -314,8 +329,9 @@ def test_peer_vanishes_mid_handshake(loop, certs, how):
 
     async def main():
         with pytest.raises(ConnectionResetError):
-            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=certs.client(),
-                                         server_hostname="localhost")
+            await loop.create_connection(
+                asyncio.Protocol, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+            )
 
     run(loop, main())
     th.join(10)
@@ -328,13 +344,14 @@ def test_peer_vanishes_mid_record(loop, certs):
         conn.sendall(out.read())
         obj.write(b"y" * 5000)
         record = out.read()
-        conn.sendall(record[: len(record) // 2])   # half a record, then gone
+        conn.sendall(record[: len(record) // 2])  # half a record, then gone
 
     port, th, _ = _tls_peer_thread(certs, action)
 
     async def main():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=certs.client(),
-                                                       server_hostname="localhost")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+        )
         got = b""
         try:
             while True:
@@ -344,7 +361,7 @@ def test_peer_vanishes_mid_record(loop, certs):
                 got += chunk
         except (ConnectionResetError, ssl.SSLError):
             pass
-        assert got == b"whole record"      # nothing of the cut record reaches the app
+        assert got == b"whole record"  # nothing of the cut record reaches the app
         writer.close()
         try:
             await writer.wait_closed()
@@ -361,8 +378,9 @@ def test_certificate_verification_failure(loop, certs):
         port = server.sockets[0].getsockname()[1]
         untrusting = ssl.create_default_context()  # the system CAs, not ours
         with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
-            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=untrusting,
-                                         server_hostname="localhost")
+            await loop.create_connection(
+                asyncio.Protocol, "127.0.0.1", port, ssl=untrusting, server_hostname="localhost"
+            )
         with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
             await asyncio.open_connection("127.0.0.1", port, ssl=certs.client(), server_hostname="wrong.test")
         server.close()
@@ -381,7 +399,9 @@ def test_sni_callback_and_alpn(loop, certs):
         port = server.sockets[0].getsockname()[1]
         cctx = certs.client()
         cctx.set_alpn_protocols(["http/1.1"])
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="example.test")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=cctx, server_hostname="example.test"
+        )
         assert writer.get_extra_info("ssl_object").selected_alpn_protocol() == "http/1.1"
         assert writer.get_extra_info("ssl_object").server_hostname == "example.test"
         writer.write(b"ping\n")
@@ -495,8 +515,9 @@ def test_back_pressure_bounded_memory(loop, certs):
             def resume_writing(self):
                 paused.clear()
 
-        t, _ = await loop.create_connection(Writer, "127.0.0.1", port, ssl=certs.client(),
-                                            server_hostname="localhost")
+        t, _ = await loop.create_connection(
+            Writer, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+        )
         raw = t._ssl_protocol._transport
         high = t.get_write_buffer_limits()[1]
         peak = 0
@@ -528,8 +549,12 @@ def test_1000_connections_fds_and_rss_flat(floop, certs):
 
     async def one_round(port, n):
         for _ in range(n // 20):
-            conns = await asyncio.gather(*[
-                asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="localhost") for _ in range(20)])
+            conns = await asyncio.gather(
+                *[
+                    asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="localhost")
+                    for _ in range(20)
+                ]
+            )
             for _reader, writer in conns:
                 writer.write(b"hi\n")
             for reader, writer in conns:
@@ -553,7 +578,7 @@ def test_1000_connections_fds_and_rss_flat(floop, certs):
         server = await asyncio.start_server(_echo_once, "127.0.0.1", 0, ssl=sctx)
         port = server.sockets[0].getsockname()[1]
         start = nfds()
-        await one_round(port, 200)      # warm-up: caches, allocator pools
+        await one_round(port, 200)  # warm-up: caches, allocator pools
         await server_sides_closed(start)
         fds0, rss0 = nfds(), _rss_kib()
         await one_round(port, 1000)
@@ -636,8 +661,10 @@ async def _paused_client(loop, certs, port):
         def connection_lost(self, exc):
             self.lost.set_result(exc)
 
-    t, p = await loop.create_connection(Paused, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost")
-    t.write(b"go")   # (also flushes the handshake's last flight on asyncio, see below)
+    t, p = await loop.create_connection(
+        Paused, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+    )
+    t.write(b"go")  # (also flushes the handshake's last flight on asyncio, see below)
     # wait until the peer's EOF reached the TLS layer (its state moves on from WRAPPED)
     for _ in range(1000):
         if str(t._ssl_protocol._state).endswith("FLUSHING"):
@@ -695,8 +722,9 @@ def test_paused_in_connection_made_does_not_stall_the_handshake(floop, certs):
             transport.pause_reading()
 
     async def main():
-        t, _ = await loop.create_connection(Paused, "127.0.0.1", port, ssl=certs.client(),
-                                            server_hostname="localhost")
+        t, _ = await loop.create_connection(
+            Paused, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+        )
         for _ in range(1000):
             if done.is_set():
                 break
@@ -720,8 +748,9 @@ def test_sendfile_over_tls_falls_back(loop, certs):
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=certs.server())
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=certs.client(),
-                                                       server_hostname="localhost")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+        )
         with tempfile.TemporaryFile() as f:
             f.write(payload)
             f.flush()
@@ -758,8 +787,11 @@ def test_context_overriding_wrap_bio_falls_back_to_asyncio(floop, certs):
     async def main():
         server = await asyncio.start_server(_echo_once, "127.0.0.1", 0, ssl=certs.server())
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+        )
         from asyncio import sslproto
+
         assert isinstance(writer.transport, sslproto._SSLProtocolTransport)
         writer.write(b"ok\n")
         assert await reader.readline() == b"ok\n"
@@ -775,8 +807,14 @@ def test_context_overriding_wrap_bio_falls_back_to_asyncio(floop, certs):
 def test_handshake_timeout_argument_checks(loop, certs):
     async def main():
         with pytest.raises(ValueError, match="ssl_handshake_timeout should be a positive number, got 0"):
-            await loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, ssl=certs.client(),
-                                         server_hostname="localhost", ssl_handshake_timeout=0)
+            await loop.create_connection(
+                asyncio.Protocol,
+                "127.0.0.1",
+                1,
+                ssl=certs.client(),
+                server_hostname="localhost",
+                ssl_handshake_timeout=0,
+            )
 
     # the connect fails first on asyncio (nothing listens on port 1); both must raise *something* clear
     try:
@@ -791,7 +829,9 @@ def test_unix_tls(loop, certs):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "tls.sock")
             server = await asyncio.start_unix_server(_echo_once, path, ssl=certs.server())
-            reader, writer = await asyncio.open_unix_connection(path, ssl=certs.client(), server_hostname="localhost")
+            reader, writer = await asyncio.open_unix_connection(
+                path, ssl=certs.client(), server_hostname="localhost"
+            )
             writer.write(b"unix\n")
             assert await reader.readline() == b"unix\n"
             writer.close()
@@ -808,7 +848,8 @@ def test_connect_accepted_socket_tls(loop, certs):
         lsock.setblocking(False)
         port = lsock.getsockname()[1]
         connecting = asyncio.ensure_future(
-            asyncio.open_connection("127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"))
+            asyncio.open_connection("127.0.0.1", port, ssl=certs.client(), server_hostname="localhost")
+        )
         conn, _ = await loop.sock_accept(lsock)
         lsock.close()
         got = loop.create_future()
@@ -853,7 +894,7 @@ def test_buffered_protocol_with_bytearray_buffer_gets_every_byte(floop, certs):
 
         class Receiver(asyncio.BufferedProtocol):
             def get_buffer(self, hint):
-                self.buf = bytearray(40000)   # more than one record fits
+                self.buf = bytearray(40000)  # more than one record fits
                 return self.buf
 
             def buffer_updated(self, n):
@@ -861,8 +902,9 @@ def test_buffered_protocol_with_bytearray_buffer_gets_every_byte(floop, certs):
                 if len(got) >= len(data) and not enough.done():
                     enough.set_result(None)
 
-        t, _ = await loop.create_connection(Receiver, "127.0.0.1", port, ssl=certs.client(),
-                                            server_hostname="localhost")
+        t, _ = await loop.create_connection(
+            Receiver, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+        )
         await enough
         assert bytes(got) == data
         t.close()

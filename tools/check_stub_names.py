@@ -20,8 +20,19 @@ import ferroloop._ferroloop as native
 
 STUB = Path(__file__).resolve().parent.parent / "python" / "ferroloop" / "_ferroloop.pyi"
 # What every module or class has, or pyo3 adds, without the stub naming it.
-IMPLICIT = {"__doc__", "__module__", "__dict__", "__weakref__", "__text_signature__", "__new__",
-            "__name__", "__loader__", "__spec__", "__package__", "__file__"}
+IMPLICIT = {
+    "__doc__",
+    "__module__",
+    "__dict__",
+    "__weakref__",
+    "__text_signature__",
+    "__new__",
+    "__name__",
+    "__loader__",
+    "__spec__",
+    "__package__",
+    "__file__",
+}
 
 
 def defined(body: list[ast.stmt]) -> set[str]:
@@ -61,8 +72,10 @@ def main() -> int:
         problems += [f"{name}.{attr}: in the stub, not in the module" for attr in sorted(want - have)]
     for line in problems:
         print(f"{STUB.name}: {line}")
-    print(f"{STUB.name}: {'names differ' if problems else 'every name matches'} "
-          f"({len(runtime)} module names, {sum(len(c) for c in classes.values())} class members)")
+    print(
+        f"{STUB.name}: {'names differ' if problems else 'every name matches'} "
+        f"({len(runtime)} module names, {sum(len(c) for c in classes.values())} class members)"
+    )
     return 1 if problems else 0
 
 

@@ -1,9 +1,9 @@
 """ferroloop: a drop-in replacement for asyncio's event loop, written in Rust.
 
-    asyncio.run(main(), loop_factory=ferroloop.new_event_loop)   # 3.12+
-    ferroloop.run(main())                                        # any version
-    ferroloop.install(); asyncio.run(main())                     # via the policy
-    python -m ferroloop run script.py                            # unchanged scripts
+asyncio.run(main(), loop_factory=ferroloop.new_event_loop)   # 3.12+
+ferroloop.run(main())                                        # any version
+ferroloop.install(); asyncio.run(main())                     # via the policy
+python -m ferroloop run script.py                            # unchanged scripts
 """
 
 import asyncio as _asyncio
@@ -18,11 +18,21 @@ from ._ferroloop import Handle, TimerHandle, __version__
 if not getattr(_sys, "_is_gil_enabled", lambda: True)():
     raise ImportError(
         "ferroloop needs the GIL, and this free-threaded interpreter was told to keep it off "
-        "(PYTHON_GIL=0 or -X gil=0); run without that setting (see docs/free-threading.md)")
+        "(PYTHON_GIL=0 or -X gil=0); run without that setting (see docs/free-threading.md)"
+    )
 
 from ._loop import Loop  # noqa: E402
 
-__all__ = ("Loop", "Handle", "TimerHandle", "EventLoopPolicy", "new_event_loop", "install", "run", "__version__")
+__all__ = (
+    "Loop",
+    "Handle",
+    "TimerHandle",
+    "EventLoopPolicy",
+    "new_event_loop",
+    "install",
+    "run",
+    "__version__",
+)
 
 # The Unix default policy where there is one (3.11-3.13: it carries the child-watcher API
 # that asyncio.get_child_watcher()/set_child_watcher() go through), else the base one (3.14

@@ -33,8 +33,13 @@ def cmd_run(ns):
 
 
 def _add_program_arguments(p):
-    p.add_argument("--threshold", type=float, default=0.1, metavar="SECONDS",
-                   help="a callback or task step longer than this blocks the loop (default 0.1)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="a callback or task step longer than this blocks the loop (default 0.1)",
+    )
     p.add_argument("-m", dest="module", help="run a module as a script (like python -m)")
     p.add_argument("target", nargs="?", help="the script to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
@@ -42,7 +47,13 @@ def _add_program_arguments(p):
 
 # Flags of doctor/trace that may also follow the script (`trace script.py -o t.html`);
 # after a `--`, everything goes to the script.
-_LATE_FLAGS = {"-o": "output", "--output": "output", "--json": "json", "--html": "html", "--threshold": "threshold"}
+_LATE_FLAGS = {
+    "-o": "output",
+    "--output": "output",
+    "--json": "json",
+    "--html": "html",
+    "--threshold": "threshold",
+}
 
 
 def _take_late_flags(ns):
@@ -50,7 +61,7 @@ def _take_late_flags(ns):
     while i < len(ns.args):
         arg = ns.args[i]
         if arg == "--":
-            rest.extend(ns.args[i + 1:])
+            rest.extend(ns.args[i + 1 :])
             break
         name, _, value = arg.partition("=")
         dest = _LATE_FLAGS.get(name)
@@ -89,12 +100,16 @@ def cmd_doctor(ns):
     from .xray.doctor import doctor
 
     target, args, module = _program(ns)
-    report, code = doctor(target, args, module=module, blocking_threshold=ns.threshold, html=ns.html, json=ns.json)
+    report, code = doctor(
+        target, args, module=module, blocking_threshold=ns.threshold, html=ns.html, json=ns.json
+    )
     return code
 
 
 def add_trace_arguments(p):
-    p.add_argument("-o", "--output", default="trace.html", help="the HTML timeline to write (default trace.html)")
+    p.add_argument(
+        "-o", "--output", default="trace.html", help="the HTML timeline to write (default trace.html)"
+    )
     p.add_argument("--json", help="also write Chrome trace events (Perfetto) to this file")
     _add_program_arguments(p)
 
@@ -109,8 +124,10 @@ def cmd_trace(ns):
     if ns.json:
         rec.write_json(ns.json)
     report = rec.report()
-    print(f"timeline of {len(report.tasks)} tasks, {report.entries} loop callbacks written to {ns.output}",
-          file=sys.stderr)
+    print(
+        f"timeline of {len(report.tasks)} tasks, {report.entries} loop callbacks written to {ns.output}",
+        file=sys.stderr,
+    )
     return code
 
 
@@ -146,7 +163,9 @@ def cmd_pstree(ns):
 def add_top_arguments(p):
     _add_target_argument(p)
     p.add_argument("--sort", choices=("cpu", "wait", "age", "steps", "name"), default="cpu")
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="refresh period (default 1)")
+    p.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help="refresh period (default 1)"
+    )
     p.add_argument("-n", "--iterations", type=int, help="stop after this many refreshes")
 
 
@@ -174,7 +193,9 @@ def cmd_version(ns):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m ferroloop", description="ferroloop: asyncio's event loop, in Rust")
+    parser = argparse.ArgumentParser(
+        prog="python -m ferroloop", description="ferroloop: asyncio's event loop, in Rust"
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, func in sorted(globals().items()):

@@ -57,7 +57,12 @@ class ConnectMixin:
                         sock.bind(laddr)
                         break
                     except OSError as exc:
-                        mine.append(OSError(exc.errno, f"error while attempting to bind on address {laddr!r}: {bind_error_text(exc)}"))
+                        mine.append(
+                            OSError(
+                                exc.errno,
+                                f"error while attempting to bind on address {laddr!r}: {bind_error_text(exc)}",
+                            )
+                        )
                 else:
                     if mine:
                         raise mine.pop()
@@ -76,10 +81,25 @@ class ConnectMixin:
         finally:
             exceptions_ = mine = None
 
-    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None, family=0, proto=0,
-                                flags=0, sock=None, local_addr=None, server_hostname=None,
-                                ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
-                                happy_eyeballs_delay=None, interleave=None, all_errors=False):
+    async def create_connection(
+        self,
+        protocol_factory,
+        host=None,
+        port=None,
+        *,
+        ssl=None,
+        family=0,
+        proto=0,
+        flags=0,
+        sock=None,
+        local_addr=None,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        happy_eyeballs_delay=None,
+        interleave=None,
+        all_errors=False,
+    ):
         """Open a stream connection (TCP, optionally TLS) to host:port or over sock."""
         if server_hostname is not None and not ssl:
             raise ValueError("server_hostname is only meaningful with ssl")
@@ -96,14 +116,16 @@ class ConnectMixin:
         if host is not None or port is not None:
             if sock is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")
-            infos = await self._ensure_resolved((host, port), family=family, type=socket.SOCK_STREAM,
-                                                proto=proto, flags=flags)
+            infos = await self._ensure_resolved(
+                (host, port), family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
+            )
             if not infos:
                 raise OSError("getaddrinfo() returned empty list")
             laddr_infos = None
             if local_addr is not None:
-                laddr_infos = await self._ensure_resolved(local_addr, family=family, type=socket.SOCK_STREAM,
-                                                          proto=proto, flags=flags)
+                laddr_infos = await self._ensure_resolved(
+                    local_addr, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
+                )
                 if not laddr_infos:
                     raise OSError("getaddrinfo() returned empty list")
             if interleave:
@@ -119,7 +141,9 @@ class ConnectMixin:
             else:
                 sock, _, _ = await staggered.staggered_race(
                     (lambda info=info: self._connect_sock(errors, info, laddr_infos) for info in infos),
-                    happy_eyeballs_delay, loop=self)
+                    happy_eyeballs_delay,
+                    loop=self,
+                )
             if sock is None:
                 errors = [exc for sub in errors for exc in sub]
                 try:
@@ -140,15 +164,34 @@ class ConnectMixin:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
 
         transport, protocol = await self._create_connection_transport(
-            sock, protocol_factory, ssl, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+            sock,
+            protocol_factory,
+            ssl,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
         if self.get_debug():
-            logger.debug("%r connected to %s:%r: (%r, %r)", transport.get_extra_info("socket"),
-                         host, port, transport, protocol)
+            logger.debug(
+                "%r connected to %s:%r: (%r, %r)",
+                transport.get_extra_info("socket"),
+                host,
+                port,
+                transport,
+                protocol,
+            )
         return transport, protocol
 
-    async def _create_connection_transport(self, sock, protocol_factory, ssl, server_hostname, server_side=False,
-                                           ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    async def _create_connection_transport(
+        self,
+        sock,
+        protocol_factory,
+        ssl,
+        server_hostname,
+        server_side=False,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = self.create_future()
@@ -156,9 +199,15 @@ class ConnectMixin:
             # True: SSLProtocol makes asyncio's default context
             sslcontext = None if isinstance(ssl, bool) else ssl
             transport = self._make_ssl_transport(
-                sock, protocol, sslcontext, waiter, server_side=server_side, server_hostname=server_hostname,
+                sock,
+                protocol,
+                sslcontext,
+                waiter,
+                server_side=server_side,
+                server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout or constants.SSL_HANDSHAKE_TIMEOUT,
-                ssl_shutdown_timeout=ssl_shutdown_timeout or constants.SSL_SHUTDOWN_TIMEOUT)
+                ssl_shutdown_timeout=ssl_shutdown_timeout or constants.SSL_SHUTDOWN_TIMEOUT,
+            )
         else:
             transport = self._make_socket_transport(sock, protocol, waiter)
         try:
@@ -168,8 +217,17 @@ class ConnectMixin:
             raise
         return transport, protocol
 
-    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
-                                     server_hostname=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    async def create_unix_connection(
+        self,
+        protocol_factory,
+        path=None,
+        *,
+        ssl=None,
+        sock=None,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         """Open a stream connection over a Unix socket at path (or sock)."""
         if ssl:
             if server_hostname is None:
@@ -196,17 +254,28 @@ class ConnectMixin:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             sock.setblocking(False)
         return await self._create_connection_transport(
-            sock, protocol_factory, ssl, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+            sock,
+            protocol_factory,
+            ssl,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
 
-    async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
-                                      ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    async def connect_accepted_socket(
+        self, protocol_factory, sock, *, ssl=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None
+    ):
         """Wrap an already accepted socket in a transport/protocol pair."""
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
         check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         check_ssl_socket(sock)
         return await self._create_connection_transport(
-            sock, protocol_factory, ssl, "", server_side=True,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
-
+            sock,
+            protocol_factory,
+            ssl,
+            "",
+            server_side=True,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )

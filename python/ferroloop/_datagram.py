@@ -20,19 +20,39 @@ class DatagramMixin:
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
-    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, *, family=0,
-                                       proto=0, flags=0, reuse_port=None, allow_broadcast=None, sock=None):
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory,
+        local_addr=None,
+        remote_addr=None,
+        *,
+        family=0,
+        proto=0,
+        flags=0,
+        reuse_port=None,
+        allow_broadcast=None,
+        sock=None,
+    ):
         """A UDP (or Unix datagram) endpoint; returns (transport, protocol). No
         reuse_address=: asyncio 3.11+ has no such parameter (a TypeError, as there)."""
         if sock is not None:
             if sock.type == socket.SOCK_STREAM:
                 kind = "UDP Socket" if sys.version_info < (3, 13) else "datagram socket"  # asyncio's wording
                 raise ValueError(f"A {kind} was expected, got {sock!r}")
-            opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family, proto=proto,
-                        flags=flags, reuse_port=reuse_port, allow_broadcast=allow_broadcast)
+            opts = dict(
+                local_addr=local_addr,
+                remote_addr=remote_addr,
+                family=family,
+                proto=proto,
+                flags=flags,
+                reuse_port=reuse_port,
+                allow_broadcast=allow_broadcast,
+            )
             if any(opts.values()):
                 problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v)
-                raise ValueError(f"socket modifier keyword arguments can not be used when sock is specified. ({problems})")
+                raise ValueError(
+                    f"socket modifier keyword arguments can not be used when sock is specified. ({problems})"
+                )
             sock.setblocking(False)
             r_addr = None
         else:
@@ -54,14 +74,18 @@ class DatagramMixin:
                         continue
                     if not (isinstance(addr, tuple) and len(addr) == 2):
                         raise TypeError("2-tuple is expected")
-                    infos = await self._ensure_resolved(addr, family=family, type=socket.SOCK_DGRAM,
-                                                        proto=proto, flags=flags)
+                    infos = await self._ensure_resolved(
+                        addr, family=family, type=socket.SOCK_DGRAM, proto=proto, flags=flags
+                    )
                     if not infos:
                         raise OSError("getaddrinfo() returned empty list")
                     for fam, _, pro, _, address in infos:
                         by_key.setdefault((fam, pro), [None, None])[idx] = address
-                addr_pairs = [(key, pair) for key, pair in by_key.items()
-                              if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))]
+                addr_pairs = [
+                    (key, pair)
+                    for key, pair in by_key.items()
+                    if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))
+                ]
                 if not addr_pairs:
                     raise ValueError("can not get address information")
             errors = []
@@ -97,8 +121,13 @@ class DatagramMixin:
         waiter = self.create_future()
         transport = self._make_datagram_transport(sock, protocol, r_addr, waiter)
         if self.get_debug():
-            logger.debug("Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
-                         local_addr, remote_addr, transport, protocol)
+            logger.debug(
+                "Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
+                local_addr,
+                remote_addr,
+                transport,
+                protocol,
+            )
         try:
             await waiter
         except BaseException:

@@ -30,7 +30,8 @@ _IS_COROUTINE_MARK = getattr(coroutines, "_is_coroutine", None)
 
 def iscoroutinefunction(func):
     return inspect.iscoroutinefunction(func) or (
-        _IS_COROUTINE_MARK is not None and getattr(func, "_is_coroutine", None) is _IS_COROUTINE_MARK)
+        _IS_COROUTINE_MARK is not None and getattr(func, "_is_coroutine", None) is _IS_COROUTINE_MARK
+    )
 
 
 def handle_repr(handle):

@@ -58,8 +58,18 @@ def _stop_loop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(CoreLoop, ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, SendfileMixin, SocketsMixin,
-           SubprocessMixin, SignalsMixin, asyncio.AbstractEventLoop):
+class Loop(
+    CoreLoop,
+    ConnectMixin,
+    ServeMixin,
+    DatagramMixin,
+    TlsMixin,
+    SendfileMixin,
+    SocketsMixin,
+    SubprocessMixin,
+    SignalsMixin,
+    asyncio.AbstractEventLoop,
+):
     """An asyncio event loop whose scheduling core is written in Rust.
 
     The mixins are the loop's methods by concept, one file each; none has state or an
@@ -255,8 +265,7 @@ class Loop(CoreLoop, ConnectMixin, ServeMixin, DatagramMixin, TlsMixin, Sendfile
     def _asyncgen_firstiter_hook(self, agen):
         if self._asyncgens_shutdown_called:
             warnings.warn(
-                f"asynchronous generator {agen!r} was scheduled after "
-                f"loop.shutdown_asyncgens() call",
+                f"asynchronous generator {agen!r} was scheduled after loop.shutdown_asyncgens() call",
                 ResourceWarning,
                 source=self,
                 stacklevel=1,  # the default, as asyncio's

@@ -39,8 +39,11 @@ def run_main(target, args, *, module=False):
     except SystemExit as e:
         return _system_exit_status(e)
     except _CannotOpen as e:
-        print(f"{_program_name()}: can't open file {e.path!r}: [Errno {e.errno}] {e.strerror}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{_program_name()}: can't open file {e.path!r}: [Errno {e.errno}] {e.strerror}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
     except BaseException as e:  # noqa: BLE001 - everything the interpreter would report
         _report_uncaught(e)

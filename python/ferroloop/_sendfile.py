@@ -27,8 +27,9 @@ async def _send_chunks(fd, fileno, offset, end, wait_writable, closed=None, yiel
         while offset + total < end:
             if closed is not None and closed():
                 raise ConnectionError("Connection closed by peer")
-            sent = sendfile_chunk(fd, fileno, offset + total, min(end - offset - total, _MAX_CHUNK),
-                                  first=total == 0)
+            sent = sendfile_chunk(
+                fd, fileno, offset + total, min(end - offset - total, _MAX_CHUNK), first=total == 0
+            )
             if sent is None:
                 await wait_writable()
                 continue
@@ -71,8 +72,11 @@ class SendfileMixin:
         position ends after them."""
         if offset:
             file.seek(offset)
-        blocksize = min(count, constants.SENDFILE_FALLBACK_READBUFFER_SIZE) if count \
+        blocksize = (
+            min(count, constants.SENDFILE_FALLBACK_READBUFFER_SIZE)
+            if count
             else constants.SENDFILE_FALLBACK_READBUFFER_SIZE
+        )
         buf = bytearray(blocksize)
         total = 0
         try:
@@ -109,7 +113,9 @@ class SendfileMixin:
                 if not fallback:
                     raise
         if not fallback:
-            raise RuntimeError(f"fallback is disabled and native sendfile is not supported for transport {transport!r}")
+            raise RuntimeError(
+                f"fallback is disabled and native sendfile is not supported for transport {transport!r}"
+            )
         return await self._sendfile_fallback(transport, file, offset, count)
 
     async def _sendfile_native(self, transport, file, offset, count):
@@ -133,9 +139,15 @@ class SendfileMixin:
         transport.pause_reading()
         await transport._make_empty_waiter()  # what write() buffered goes out first
         try:
-            return await _send_chunks(core._sock_fd, fileno, offset, end, core._wait_writable,
-                                      closed=lambda: core._is_closed() or transport.is_closing(),
-                                      yield_each=True)
+            return await _send_chunks(
+                core._sock_fd,
+                fileno,
+                offset,
+                end,
+                core._wait_writable,
+                closed=lambda: core._is_closed() or transport.is_closing(),
+                yield_each=True,
+            )
         finally:
             transport._reset_empty_waiter()
             if resume:
@@ -196,4 +208,6 @@ class SendfileMixin:
         return await _send_chunks(sock.fileno(), fileno, offset, end, wait_writable)
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        return await self._sendfile_fallback_blocks(file, offset, count, lambda block: self.sock_sendall(sock, block))
+        return await self._sendfile_fallback_blocks(
+            file, offset, count, lambda block: self.sock_sendall(sock, block)
+        )

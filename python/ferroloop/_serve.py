@@ -34,10 +34,24 @@ class ServeMixin:
             raise OSError(f"getaddrinfo({host!r}) returned empty list")
         return infos
 
-    async def create_server(self, protocol_factory, host=None, port=None, *, family=socket.AF_UNSPEC,
-                            flags=socket.AI_PASSIVE, sock=None, backlog=100, ssl=None, reuse_address=None,
-                            reuse_port=None, keep_alive=None, ssl_handshake_timeout=None,
-                            ssl_shutdown_timeout=None, start_serving=True):
+    async def create_server(
+        self,
+        protocol_factory,
+        host=None,
+        port=None,
+        *,
+        family=socket.AF_UNSPEC,
+        flags=socket.AI_PASSIVE,
+        sock=None,
+        backlog=100,
+        ssl=None,
+        reuse_address=None,
+        reuse_port=None,
+        keep_alive=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        start_serving=True,
+    ):
         """A TCP server on host(s):port (or sock); returns a Server."""
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
@@ -55,7 +69,9 @@ class ServeMixin:
                 hosts = [host]
             else:
                 hosts = host
-            infos = await tasks.gather(*[self._create_server_getaddrinfo(h, port, family, flags) for h in hosts])
+            infos = await tasks.gather(
+                *[self._create_server_getaddrinfo(h, port, family, flags) for h in hosts]
+            )
             infos = set(itertools.chain.from_iterable(infos))
             sockets = []
             completed = False
@@ -66,8 +82,13 @@ class ServeMixin:
                     except OSError:
                         # an address family this host does not have
                         if self.get_debug():
-                            logger.warning("create_server() failed to create socket.socket(%r, %r, %r)",
-                                           af, socktype, proto, exc_info=True)
+                            logger.warning(
+                                "create_server() failed to create socket.socket(%r, %r, %r)",
+                                af,
+                                socktype,
+                                proto,
+                                exc_info=True,
+                            )
                         continue
                     sockets.append(sock)
                     if reuse_address:
@@ -105,7 +126,9 @@ class ServeMixin:
             sockets = [sock]
         for s in sockets:
             s.setblocking(False)
-        server = Server(self, sockets, protocol_factory, ssl, backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+        server = Server(
+            self, sockets, protocol_factory, ssl, backlog, ssl_handshake_timeout, ssl_shutdown_timeout
+        )
         if start_serving:
             server._start_serving()
             await tasks.sleep(0)  # let the listening sockets register
@@ -115,29 +138,74 @@ class ServeMixin:
 
     if sys.version_info >= (3, 13):
 
-        async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
-                                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
-                                     cleanup_socket=True):
+        async def create_unix_server(
+            self,
+            protocol_factory,
+            path=None,
+            *,
+            sock=None,
+            backlog=100,
+            ssl=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+            start_serving=True,
+            cleanup_socket=True,
+        ):
             """A server on a Unix socket at path (or sock); returns a Server. Closing it
             removes the socket file (cleanup_socket=True), as 3.13's asyncio does."""
             return await self._create_unix_server(
-                protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
-                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-                start_serving=start_serving, cleanup_socket=cleanup_socket)
+                protocol_factory,
+                path,
+                sock=sock,
+                backlog=backlog,
+                ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                start_serving=start_serving,
+                cleanup_socket=cleanup_socket,
+            )
 
     else:
 
-        async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
-                                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True):
+        async def create_unix_server(
+            self,
+            protocol_factory,
+            path=None,
+            *,
+            sock=None,
+            backlog=100,
+            ssl=None,
+            ssl_handshake_timeout=None,
+            ssl_shutdown_timeout=None,
+            start_serving=True,
+        ):
             """A server on a Unix socket at path (or sock); returns a Server. Before 3.13
             asyncio leaves the socket file behind on close, and has no cleanup_socket=."""
             return await self._create_unix_server(
-                protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
-                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-                start_serving=start_serving, cleanup_socket=False)
+                protocol_factory,
+                path,
+                sock=sock,
+                backlog=backlog,
+                ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                start_serving=start_serving,
+                cleanup_socket=False,
+            )
 
-    async def _create_unix_server(self, protocol_factory, path, *, sock, backlog, ssl, ssl_handshake_timeout,
-                                  ssl_shutdown_timeout, start_serving, cleanup_socket):
+    async def _create_unix_server(
+        self,
+        protocol_factory,
+        path,
+        *,
+        sock,
+        backlog,
+        ssl,
+        ssl_handshake_timeout,
+        ssl_shutdown_timeout,
+        start_serving,
+        cleanup_socket,
+    ):
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -167,7 +235,9 @@ class ServeMixin:
             if bound is not None:
                 self._unix_server_sockets[sock] = bound
         sock.setblocking(False)
-        server = Server(self, [sock], protocol_factory, ssl, backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+        server = Server(
+            self, [sock], protocol_factory, ssl, backlog, ssl_handshake_timeout, ssl_shutdown_timeout
+        )
         if start_serving:
             server._start_serving()
             await tasks.sleep(0)
@@ -182,11 +252,27 @@ class ServeMixin:
         except KeyError:
             return self.__dict__.setdefault("_ferro_unix_server_sockets", {})
 
-    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
-                       ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        self._add_reader(sock.fileno(), self._accept_connection, protocol_factory, sock, sslcontext, server,
-                         backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+    def _start_serving(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
+        self._add_reader(
+            sock.fileno(),
+            self._accept_connection,
+            protocol_factory,
+            sock,
+            sslcontext,
+            server,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
 
     def _stop_serving(self, sock):
         self._remove_reader(sock.fileno())
@@ -195,9 +281,16 @@ class ServeMixin:
         if bound is not None:
             unix_paths.remove_bound_file(*bound)
 
-    def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
-                           ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                           ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+    def _accept_connection(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
         # Up to `backlog` connections per readiness, as asyncio does.
         for _ in range(backlog):
             try:
@@ -208,20 +301,40 @@ class ServeMixin:
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of fds or memory: stop accepting for a while rather than spin.
-                    self.call_exception_handler({
-                        "message": "socket.accept() out of system resource",
-                        "exception": exc,
-                        "socket": trsock.TransportSocket(sock),
-                    })
+                    self.call_exception_handler(
+                        {
+                            "message": "socket.accept() out of system resource",
+                            "exception": exc,
+                            "socket": trsock.TransportSocket(sock),
+                        }
+                    )
                     self._remove_reader(sock.fileno())
-                    self.call_later(_ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory, sock, sslcontext,
-                                    server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+                    self.call_later(
+                        _ACCEPT_RETRY_DELAY,
+                        self._start_serving,
+                        protocol_factory,
+                        sock,
+                        sslcontext,
+                        server,
+                        backlog,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
+                    )
                     return
                 raise  # the loop's exception handler logs it
             extra = {"peername": addr}
             if sslcontext:
-                self.create_task(self._accept_tls(protocol_factory, conn, extra, sslcontext, server,
-                                                  ssl_handshake_timeout, ssl_shutdown_timeout))
+                self.create_task(
+                    self._accept_tls(
+                        protocol_factory,
+                        conn,
+                        extra,
+                        sslcontext,
+                        server,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
+                    )
+                )
             else:
                 self._accept_plain(protocol_factory, conn, extra, server)
 
@@ -236,21 +349,32 @@ class ServeMixin:
         except BaseException as exc:
             conn.close()
             if self.get_debug() or not isinstance(exc, OSError):
-                self.call_exception_handler({
-                    "message": "Error on transport creation for incoming connection",
-                    "exception": exc,
-                })
+                self.call_exception_handler(
+                    {
+                        "message": "Error on transport creation for incoming connection",
+                        "exception": exc,
+                    }
+                )
 
-    async def _accept_tls(self, protocol_factory, conn, extra, sslcontext, server,
-                          ssl_handshake_timeout, ssl_shutdown_timeout):
+    async def _accept_tls(
+        self, protocol_factory, conn, extra, sslcontext, server, ssl_handshake_timeout, ssl_shutdown_timeout
+    ):
         protocol = None
         transport = None
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
             transport = self._make_ssl_transport(
-                conn, protocol, sslcontext, waiter=waiter, server_side=True, extra=extra, server=server,
-                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+                conn,
+                protocol,
+                sslcontext,
+                waiter=waiter,
+                server_side=True,
+                extra=extra,
+                server=server,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
             try:
                 await waiter
             except BaseException:

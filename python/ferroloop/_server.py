@@ -7,8 +7,16 @@ from asyncio import events, exceptions, tasks, trsock
 
 
 class Server(events.AbstractServer):
-    def __init__(self, loop, sockets, protocol_factory, ssl_context, backlog,
-                 ssl_handshake_timeout, ssl_shutdown_timeout=None):
+    def __init__(
+        self,
+        loop,
+        sockets,
+        protocol_factory,
+        ssl_context,
+        backlog,
+        ssl_handshake_timeout,
+        ssl_shutdown_timeout=None,
+    ):
         self._loop = loop
         self._sockets = sockets
         # Weak, so abandoned transports are still detected (ResourceWarning).
@@ -46,8 +54,14 @@ class Server(events.AbstractServer):
         for sock in self._sockets:
             sock.listen(self._backlog)
             self._loop._start_serving(
-                self._protocol_factory, sock, self._ssl_context, self, self._backlog,
-                self._ssl_handshake_timeout, self._ssl_shutdown_timeout)
+                self._protocol_factory,
+                sock,
+                self._ssl_context,
+                self,
+                self._backlog,
+                self._ssl_handshake_timeout,
+                self._ssl_shutdown_timeout,
+            )
 
     def get_loop(self):
         return self._loop

@@ -30,7 +30,9 @@ def set_reuseport(sock):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     except OSError:  # asyncio's raise below: the OSError stays its context
-        raise ValueError("reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.")  # noqa: B904
+        raise ValueError(  # noqa: B904
+            "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented."
+        )
 
 
 def bind_error_text(err):
@@ -150,7 +152,9 @@ class SocketsMixin:
     async def getnameinfo(self, sockaddr, flags=0):
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
-    async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0, loop=None):
+    async def _ensure_resolved(
+        self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0, loop=None
+    ):
         host, port = address[:2]
         info = numeric_addrinfo(host, port, family, type, proto, *address[2:])
         if info is not None:
@@ -281,7 +285,7 @@ class SocketsMixin:
             if f.done():
                 return
             try:
-                sent = s.send(view[pos[0]:])
+                sent = s.send(view[pos[0] :])
             except (BlockingIOError, InterruptedError):
                 return
             except (SystemExit, KeyboardInterrupt):
@@ -311,7 +315,9 @@ class SocketsMixin:
         """Connect a non-blocking socket (resolving a host name first if needed)."""
         self._check_nonblocking(sock)
         if sock.family == socket.AF_INET or (_HAS_IPV6 and sock.family == socket.AF_INET6):
-            resolved = await self._ensure_resolved(address, family=sock.family, type=sock.type, proto=sock.proto)
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto
+            )
             address = resolved[0][4]
         fut = self.create_future()
         try:

@@ -69,9 +69,22 @@ class SubprocessMixin:
 
     # -- subprocesses --------------------------------------------------------------------
 
-    async def subprocess_shell(self, protocol_factory, cmd, *, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, universal_newlines=False, shell=True, bufsize=0,
-                               encoding=None, errors=None, text=None, **kwargs):
+    async def subprocess_shell(
+        self,
+        protocol_factory,
+        cmd,
+        *,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=False,
+        shell=True,
+        bufsize=0,
+        encoding=None,
+        errors=None,
+        text=None,
+        **kwargs,
+    ):
         """Run `cmd` through the shell; returns (transport, protocol)."""
         if not isinstance(cmd, (bytes, str)):
             raise ValueError("cmd must be a string")
@@ -79,22 +92,37 @@ class SubprocessMixin:
             raise ValueError("shell must be True")
         self._check_subprocess_args(universal_newlines, bufsize, text, encoding, errors)
         protocol = protocol_factory()
-        transport = await self._make_subprocess_transport(protocol, cmd, True, stdin, stdout, stderr, bufsize,
-                                                          **kwargs)
+        transport = await self._make_subprocess_transport(
+            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs
+        )
         if self.get_debug():
             logger.info("run shell command %r: %r", cmd, transport)
         return transport, protocol
 
-    async def subprocess_exec(self, protocol_factory, program, *args, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=False,
-                              shell=False, bufsize=0, encoding=None, errors=None, text=None, **kwargs):
+    async def subprocess_exec(
+        self,
+        protocol_factory,
+        program,
+        *args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=False,
+        shell=False,
+        bufsize=0,
+        encoding=None,
+        errors=None,
+        text=None,
+        **kwargs,
+    ):
         """Run `program` with `args`; returns (transport, protocol)."""
         if shell:
             raise ValueError("shell must be False")
         self._check_subprocess_args(universal_newlines, bufsize, text, encoding, errors)
         protocol = protocol_factory()
-        transport = await self._make_subprocess_transport(protocol, (program,) + args, False, stdin, stdout,
-                                                          stderr, bufsize, **kwargs)
+        transport = await self._make_subprocess_transport(
+            protocol, (program,) + args, False, stdin, stdout, stderr, bufsize, **kwargs
+        )
         if self.get_debug():
             logger.info("execute program %r: %r", program, transport)
         return transport, protocol
@@ -112,23 +140,46 @@ class SubprocessMixin:
         if errors is not None:
             raise ValueError("errors must be None")
 
-    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                                         extra=None, **kwargs):
-        popen = functools.partial(subprocess.Popen, args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-                                  universal_newlines=False, bufsize=bufsize, **kwargs)
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        popen = functools.partial(
+            subprocess.Popen,
+            args,
+            shell=shell,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            universal_newlines=False,
+            bufsize=bufsize,
+            **kwargs,
+        )
         watcher = _user_child_watcher()
         if watcher is not None:
-            return await self._spawn_with_watcher(watcher, popen, protocol, args, shell, stdin, stdout, stderr,
-                                                  bufsize, extra)
+            return await self._spawn_with_watcher(
+                watcher, popen, protocol, args, shell, stdin, stdout, stderr, bufsize, extra
+            )
         proc = await _spawn(self, popen)
         waiter = self.create_future()
-        transp = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                                          waiter=waiter, extra=extra, _ferroloop_proc=proc)
+        transp = _UnixSubprocessTransport(
+            self,
+            protocol,
+            args,
+            shell,
+            stdin,
+            stdout,
+            stderr,
+            bufsize,
+            waiter=waiter,
+            extra=extra,
+            _ferroloop_proc=proc,
+        )
         self._watch_child(transp.get_pid(), transp)
         return await _started(transp, waiter)
 
-    async def _spawn_with_watcher(self, watcher, popen, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                                  extra):
+    async def _spawn_with_watcher(
+        self, watcher, popen, protocol, args, shell, stdin, stdout, stderr, bufsize, extra
+    ):
         # A program that installed its own child watcher (3.11-3.13) gets asyncio's protocol
         # with it: checked before the child exists, told about the child, reaping it.
         # As asyncio does per version: 3.11 asks what __enter__ returns, 3.12+ the watcher itself.
@@ -136,12 +187,24 @@ class SubprocessMixin:
             if sys.version_info < (3, 12):
                 watcher = entered
             if not watcher.is_active():
-                raise RuntimeError("asyncio.get_child_watcher() is not activated, "
-                                   "subprocess support is not installed.")
+                raise RuntimeError(
+                    "asyncio.get_child_watcher() is not activated, subprocess support is not installed."
+                )
             proc = await _spawn(self, popen)
             waiter = self.create_future()
-            transp = _UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                                              waiter=waiter, extra=extra, _ferroloop_proc=proc)
+            transp = _UnixSubprocessTransport(
+                self,
+                protocol,
+                args,
+                shell,
+                stdin,
+                stdout,
+                stderr,
+                bufsize,
+                waiter=waiter,
+                extra=extra,
+                _ferroloop_proc=proc,
+            )
             watcher.add_child_handler(transp.get_pid(), self._child_watcher_callback, transp)
             return await _started(transp, waiter)
 
@@ -167,7 +230,9 @@ class SubprocessMixin:
             # Someone else reaped it (Popen.poll() in transport.close()).
             returncode = transp._proc.returncode if transp._proc is not None else None
             if returncode is None:
-                logger.warning("child process pid %d exit status already read: will report returncode 255", pid)
+                logger.warning(
+                    "child process pid %d exit status already read: will report returncode 255", pid
+                )
                 returncode = 255
         else:
             returncode = _exit_code(status)
@@ -208,7 +273,9 @@ def _spawn(loop, popen):
     with _spawn_lock:
         if _spawn_jobs is None:
             jobs = queue.SimpleQueue()
-            _spawner_thread = threading.Thread(target=_spawner, args=(jobs,), name="ferroloop-spawner", daemon=True)
+            _spawner_thread = threading.Thread(
+                target=_spawner, args=(jobs,), name="ferroloop-spawner", daemon=True
+            )
             _spawner_thread.start()
             _spawn_jobs = jobs
     _spawn_jobs.put((loop, fut, popen))

@@ -28,10 +28,22 @@ TimeoutError = exceptions.TimeoutError
 _NATIVE = os.environ.get("FERROLOOP_TLS", "native") != "asyncio"
 
 _FAST = (
-    "write", "writelines", "is_closing", "abort", "pause_reading", "resume_reading",
-    "is_reading", "set_write_buffer_limits", "get_write_buffer_limits", "get_write_buffer_size",
-    "set_read_buffer_limits", "get_read_buffer_limits", "get_read_buffer_size",
-    "get_protocol", "set_protocol", "get_extra_info",
+    "write",
+    "writelines",
+    "is_closing",
+    "abort",
+    "pause_reading",
+    "resume_reading",
+    "is_reading",
+    "set_write_buffer_limits",
+    "get_write_buffer_limits",
+    "get_write_buffer_size",
+    "set_read_buffer_limits",
+    "get_read_buffer_limits",
+    "get_read_buffer_size",
+    "get_protocol",
+    "set_protocol",
+    "get_extra_info",
 )
 
 
@@ -148,14 +160,30 @@ def native_serves(sslcontext):
     return cls.wrap_bio is ssl.SSLContext.wrap_bio and sslcontext.sslobject_class is ssl.SSLObject
 
 
-def new_protocol(loop, app_protocol, sslcontext, waiter, server_side=False, server_hostname=None,
-                 call_connection_made=True, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+def new_protocol(
+    loop,
+    app_protocol,
+    sslcontext,
+    waiter,
+    server_side=False,
+    server_hostname=None,
+    call_connection_made=True,
+    ssl_handshake_timeout=None,
+    ssl_shutdown_timeout=None,
+):
     """asyncio's SSLProtocol(...) with its checks and messages; native where it can be."""
     if not native_serves(sslcontext):
         return sslproto.SSLProtocol(
-            loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
+            loop,
+            app_protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
             call_connection_made=call_connection_made,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
     if ssl is None:  # pragma: no cover
         raise RuntimeError("stdlib ssl module not available")
     if ssl_handshake_timeout is None:
@@ -172,8 +200,15 @@ def new_protocol(loop, app_protocol, sslcontext, waiter, server_side=False, serv
     incoming = ssl.MemoryBIO()
     outgoing = ssl.MemoryBIO()
     sslobject = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=hostname)
-    proto = TlsProtocol(loop, app_protocol, sslcontext, (sslobject, incoming, outgoing), waiter,
-                        call_connection_made, (ssl_handshake_timeout, ssl_shutdown_timeout))
+    proto = TlsProtocol(
+        loop,
+        app_protocol,
+        sslcontext,
+        (sslobject, incoming, outgoing),
+        waiter,
+        call_connection_made,
+        (ssl_handshake_timeout, ssl_shutdown_timeout),
+    )
     proto._set_app_transport(TlsTransport(loop, proto))
     return proto
 
@@ -192,20 +227,46 @@ class TlsMixin:
 
     Needs from the loop: create_future (Loop), call_soon (CoreLoop)."""
 
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
-                            server_hostname=None, extra=None, server=None,
-                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
-                            call_connection_made=True):
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+        call_connection_made=True,
+    ):
         ssl_protocol = new_protocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-            call_connection_made=call_connection_made)
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=call_connection_made,
+        )
         SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
-    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False, server_hostname=None,
-                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    async def start_tls(
+        self,
+        transport,
+        protocol,
+        sslcontext,
+        *,
+        server_side=False,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         """Upgrade an existing connection to TLS; returns the new (TLS) transport."""
         if ssl is None:
             raise RuntimeError("Python ssl module is not available")
@@ -215,9 +276,16 @@ class TlsMixin:
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         waiter = self.create_future()
         ssl_protocol = new_protocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-            call_connection_made=False)
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
         # Paused until connection_made runs, so no data reaches the TLS layer before it.
         transport.pause_reading()
         transport.set_protocol(ssl_protocol)
@@ -235,21 +303,32 @@ class TlsMixin:
 
 # -- helpers the engine calls (once per error / per event, never per record) -------------
 
+
 def report_fatal(loop, transport, protocol, exc, message):
     """asyncio's SSLProtocol._fatal_error report (the transport was force-closed)."""
     if isinstance(exc, OSError):
         if loop.get_debug():
             logger.debug("%r: %s", protocol, message, exc_info=True)
     elif not isinstance(exc, exceptions.CancelledError):
-        loop.call_exception_handler({
-            "message": message, "exception": exc, "transport": transport, "protocol": protocol,
-        })
+        loop.call_exception_handler(
+            {
+                "message": message,
+                "exception": exc,
+                "transport": transport,
+                "protocol": protocol,
+            }
+        )
 
 
 def flow_control_failed(loop, transport, protocol, exc, method):
-    loop.call_exception_handler({
-        "message": f"protocol.{method}() failed", "exception": exc, "transport": transport, "protocol": protocol,
-    })
+    loop.call_exception_handler(
+        {
+            "message": f"protocol.{method}() failed",
+            "exception": exc,
+            "transport": transport,
+            "protocol": protocol,
+        }
+    )
 
 
 def log_debug(msg, *args):

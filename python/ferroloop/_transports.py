@@ -17,20 +17,42 @@ from ._ferroloop import SocketTransport as _SocketEngine
 from ._ferroloop import WritePipeTransport as _WritePipeEngine
 
 _STREAM_FAST = (
-    "write", "writelines", "is_closing", "pause_reading", "resume_reading", "is_reading",
-    "get_write_buffer_size", "get_write_buffer_limits", "set_write_buffer_limits",
-    "write_eof", "can_write_eof", "close", "abort", "get_protocol", "set_protocol",
+    "write",
+    "writelines",
+    "is_closing",
+    "pause_reading",
+    "resume_reading",
+    "is_reading",
+    "get_write_buffer_size",
+    "get_write_buffer_limits",
+    "set_write_buffer_limits",
+    "write_eof",
+    "can_write_eof",
+    "close",
+    "abort",
+    "get_protocol",
+    "set_protocol",
 )
 _DATAGRAM_FAST = (
-    "sendto", "is_closing", "get_write_buffer_size", "get_write_buffer_limits",
-    "set_write_buffer_limits", "close", "abort", "get_protocol", "set_protocol",
+    "sendto",
+    "is_closing",
+    "get_write_buffer_size",
+    "get_write_buffer_limits",
+    "set_write_buffer_limits",
+    "close",
+    "abort",
+    "get_protocol",
+    "set_protocol",
 )
 
 
 def _set_nodelay(sock):
     # asyncio disables Nagle on TCP transports: small writes go out at once.
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
-            and sock.proto in (0, socket.IPPROTO_TCP):
+    if (
+        sock.family in (socket.AF_INET, socket.AF_INET6)
+        and sock.type == socket.SOCK_STREAM
+        and sock.proto in (0, socket.IPPROTO_TCP)
+    ):
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -68,7 +90,10 @@ class _FacadeMixin:
         if closed or not hasattr(core, "_repr_state"):
             return []
         reading, writing, size = core._repr_state()
-        return ["read=polling" if reading else "read=idle", f"write=<{'polling' if writing else 'idle'}, bufsize={size}>"]
+        return [
+            "read=polling" if reading else "read=idle",
+            f"write=<{'polling' if writing else 'idle'}, bufsize={size}>",
+        ]
 
     def __del__(self, _warn=warnings.warn):
         core = self.__dict__.get("_core")
@@ -150,8 +175,15 @@ class ReadPipeTransport(_PipeFacadeMixin, transports.ReadTransport):
         os.set_blocking(pipe.fileno(), False)
         core = _ReadPipeEngine.open(loop, self, pipe, protocol, waiter)
         self._core = core
-        for name in ("is_closing", "pause_reading", "resume_reading", "is_reading", "close",
-                     "get_protocol", "set_protocol"):
+        for name in (
+            "is_closing",
+            "pause_reading",
+            "resume_reading",
+            "is_reading",
+            "close",
+            "get_protocol",
+            "set_protocol",
+        ):
             setattr(self, name, getattr(core, name))
 
     @property
@@ -184,9 +216,19 @@ class WritePipeTransport(_PipeFacadeMixin, transports.Transport):
         watch_close = sock or (fifo and not sys.platform.startswith("aix"))
         core = _WritePipeEngine.open(loop, self, pipe, protocol, waiter, watch_close)
         self._core = core
-        for name in ("write", "writelines", "is_closing", "get_write_buffer_size", "get_write_buffer_limits",
-                     "set_write_buffer_limits", "write_eof", "can_write_eof", "abort",
-                     "get_protocol", "set_protocol"):
+        for name in (
+            "write",
+            "writelines",
+            "is_closing",
+            "get_write_buffer_size",
+            "get_write_buffer_limits",
+            "set_write_buffer_limits",
+            "write_eof",
+            "can_write_eof",
+            "abort",
+            "get_protocol",
+            "set_protocol",
+        ):
             setattr(self, name, getattr(core, name))
 
     def close(self):
@@ -211,8 +253,9 @@ class DatagramTransport(_FacadeMixin, transports.DatagramTransport, transports.T
         self._loop = loop
         self._sock = sock
         self._address = address
-        core = _DatagramEngine.open(loop, self, sock, protocol, address, waiter,
-                                    bool(self._extra.get("peername")))
+        core = _DatagramEngine.open(
+            loop, self, sock, protocol, address, waiter, bool(self._extra.get("peername"))
+        )
         self._core = core
         for name in _DATAGRAM_FAST:
             setattr(self, name, getattr(core, name))
@@ -223,6 +266,7 @@ class DatagramTransport(_FacadeMixin, transports.DatagramTransport, transports.T
 
 
 # -- helpers the native engines call (once per error / per event, never per packet) -----
+
 
 def fatal_error(loop, transport, protocol, exc, message, quiet="oserror"):
     """asyncio's _fatal_error report: OSErrors (peer gone) only in debug logs, others to
@@ -240,14 +284,22 @@ def fatal_error(loop, transport, protocol, exc, message, quiet="oserror"):
 
 def flow_control_failed(loop, transport, protocol, exc, method):
     loop.call_exception_handler(
-        {"message": f"protocol.{method}() failed", "exception": exc, "transport": transport, "protocol": protocol}
+        {
+            "message": f"protocol.{method}() failed",
+            "exception": exc,
+            "transport": transport,
+            "protocol": protocol,
+        }
     )
 
 
 def datagram_callback_failed(loop, transport, exc):
     loop.call_exception_handler(
-        {"message": f"Exception in callback {type(transport).__name__}._read_ready()",
-         "exception": exc, "transport": transport}
+        {
+            "message": f"Exception in callback {type(transport).__name__}._read_ready()",
+            "exception": exc,
+            "transport": transport,
+        }
     )
 
 

@@ -36,9 +36,13 @@ def pytest_configure(config):
         if hasattr(config.hook, "pytest_asyncio_loop_factories"):
             pm.register(_AsyncioLoopFactories(), "ferroloop-asyncio")
         else:
-            config.issue_config_time_warning(pytest.PytestConfigWarning(
-                "--ferroloop: this pytest-asyncio has no pytest_asyncio_loop_factories hook "
-                "(pytest-asyncio >= 1.4 has it); its tests run on asyncio's own loop"), stacklevel=2)
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(
+                    "--ferroloop: this pytest-asyncio has no pytest_asyncio_loop_factories hook "
+                    "(pytest-asyncio >= 1.4 has it); its tests run on asyncio's own loop"
+                ),
+                stacklevel=2,
+            )
 
 
 @pytest.hookimpl(trylast=True)
@@ -55,7 +59,9 @@ def pytest_sessionstart(session):
     for fd in anyio_own:
         if fd.params:
             names = [p if isinstance(p, str) else p[0] for p in fd.params]
-            fd.params = [("asyncio", {"loop_factory": _new_event_loop}) if p == "asyncio" else p for p in fd.params]
+            fd.params = [
+                ("asyncio", {"loop_factory": _new_event_loop}) if p == "asyncio" else p for p in fd.params
+            ]
             fd.ids = names
     if not anyio_own:  # a pytest or anyio this does not know: override the fixture instead
         pm.register(_AnyioBackend, "ferroloop-anyio")

@@ -36,11 +36,15 @@ def server_unavailable(name, why):
     opted = skipped_servers()
     if name in opted or "all" in opted:
         pytest.skip(f"{name}: {why} (skipped: FERROLOOP_COMPAT_SKIP={os.environ['FERROLOOP_COMPAT_SKIP']})")
-    pytest.fail(f"{name}: {why}. Install it (./dev test does: apt-get install postgresql redis-server) "
-                f"or opt out with FERROLOOP_COMPAT_SKIP={name}", pytrace=False)
+    pytest.fail(
+        f"{name}: {why}. Install it (./dev test does: apt-get install postgresql redis-server) "
+        f"or opt out with FERROLOOP_COMPAT_SKIP={name}",
+        pytrace=False,
+    )
 
 
 # -- leak accounting ---------------------------------------------------------------------
+
 
 def open_fds(collect=True):
     """The open fds of this process. By default after full garbage collections (several: an
@@ -72,7 +76,7 @@ def zombie_children():
         except OSError:
             continue
         # pid (comm) state ppid ...; comm may contain spaces and parentheses
-        rest = stat[stat.rindex(")") + 2:].split()
+        rest = stat[stat.rindex(")") + 2 :].split()
         if rest[0] == "Z" and int(rest[1]) == me:
             zombies.append(int(entry))
     return zombies
@@ -85,13 +89,14 @@ def pid_gone(pid):
 
 # -- running a scenario on one loop --------------------------------------------------------
 
+
 class Run:
     """Callable fixture object: runs a coroutine function on the parametrized loop."""
 
     def __init__(self, name):
         self.name = name
         self.factory = FACTORIES[name]
-        self.errors = []          # contexts passed to the loop's exception handler
+        self.errors = []  # contexts passed to the loop's exception handler
 
     def __call__(self, coro_fn, *args, timeout=DEFAULT_TIMEOUT):
         async def guarded():
@@ -118,28 +123,33 @@ class Run:
 
 # -- TLS material -----------------------------------------------------------------------------
 
+
 class TLS:
     def __init__(self):
         import trustme
+
         self.ca = trustme.CA()
-        self.other_ca = trustme.CA()          # trusted by nobody: the "wrong certificate"
+        self.other_ca = trustme.CA()  # trusted by nobody: the "wrong certificate"
         self.cert = self.ca.issue_cert("localhost", "127.0.0.1")
         self.wrong_cert = self.other_ca.issue_cert("localhost", "127.0.0.1")
 
     def server_context(self, wrong=False):
         import ssl
+
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         (self.wrong_cert if wrong else self.cert).configure_cert(ctx)
         return ctx
 
     def client_context(self):
         import ssl
+
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         self.ca.configure_trust(ctx)
         return ctx
 
 
 # -- real servers -------------------------------------------------------------------------
+
 
 def free_port():
     with socket.socket() as s:
@@ -163,8 +173,10 @@ def wait_port(port, proc=None, timeout=30.0, probe=None):
 
 
 def _find_pg_bin(name):
-    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    cands = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     if cands:
         return cands[-1]
     return shutil.which(name)
@@ -193,25 +205,45 @@ class Postgres:
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.STDOUT)
         if self.run_as is not None:
-            kw.update(user=self.run_as.pw_uid, group=self.run_as.pw_gid, extra_groups=[],
-                      env={**os.environ, "HOME": self.dir, "USER": "postgres"})
+            kw.update(
+                user=self.run_as.pw_uid,
+                group=self.run_as.pw_gid,
+                extra_groups=[],
+                env={**os.environ, "HOME": self.dir, "USER": "postgres"},
+            )
         return subprocess.run(argv, cwd=self.dir, text=True, **kw)
 
     def start(self):
         if not (self.initdb and self.pg_ctl):
             server_unavailable("postgres", "PostgreSQL's initdb/pg_ctl not found (Debian package postgresql)")
         if os.geteuid() == 0 and self.run_as is None:
-            server_unavailable("postgres", "running as root and there is no 'postgres' user to run the server as")
+            server_unavailable(
+                "postgres", "running as root and there is no 'postgres' user to run the server as"
+            )
         self.dir = tempfile.mkdtemp(prefix="ferroloop-compat-pg-")
         if self.run_as is not None:
             os.chown(self.dir, self.run_as.pw_uid, self.run_as.pw_gid)
         data = os.path.join(self.dir, "data")
-        r = self._run([self.initdb, "-D", data, "-U", self.user, "--auth=trust", "--no-sync",
-                       "-E", "UTF8", "--locale=C"], timeout=120)
+        r = self._run(
+            [
+                self.initdb,
+                "-D",
+                data,
+                "-U",
+                self.user,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            timeout=120,
+        )
         if r.returncode != 0:
             pytest.fail(f"initdb failed:\n{r.stdout}", pytrace=False)
         # TLS for asyncpg's ssl= path (SSLRequest, then loop.start_tls): a throw-away CA
         import trustme
+
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         crt, key = os.path.join(self.dir, "server.crt"), os.path.join(self.dir, "server.key")
@@ -224,11 +256,27 @@ class Postgres:
         last = ""
         for _attempt in range(3):
             self.port = free_port()
-            opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=50 "
-                    f"-c ssl=on -c ssl_cert_file={crt} -c ssl_key_file={key}")
-            r = self._run([self.pg_ctl, "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "-t", "60",
-                           "-o", opts, "start"], timeout=90)
+            opts = (
+                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=50 "
+                f"-c ssl=on -c ssl_cert_file={crt} -c ssl_key_file={key}"
+            )
+            r = self._run(
+                [
+                    self.pg_ctl,
+                    "-D",
+                    data,
+                    "-l",
+                    os.path.join(self.dir, "log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    opts,
+                    "start",
+                ],
+                timeout=90,
+            )
             if r.returncode == 0 and wait_port(self.port, timeout=10):
                 return self
             last = r.stdout + self.log()
@@ -257,6 +305,7 @@ class Postgres:
 
     def client_ssl_context(self):
         import ssl
+
         ctx = ssl.create_default_context()
         self.ca.configure_trust(ctx)
         return ctx
@@ -270,7 +319,8 @@ class Redis:
 
     def __init__(self):
         self.binary = shutil.which("redis-server") or (
-            "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+            "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+        )
         self.host = "127.0.0.1"
         self.port = None
         self.proc = None
@@ -291,10 +341,30 @@ class Redis:
             self.port = free_port()
             with open(os.path.join(self.dir, "log"), "w") as log:
                 self.proc = subprocess.Popen(
-                    [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
-                     "--unixsocket", self.unix_path, "--unixsocketperm", "700"],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+                    [
+                        self.binary,
+                        "--port",
+                        str(self.port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--daemonize",
+                        "no",
+                        "--dir",
+                        self.dir,
+                        "--unixsocket",
+                        self.unix_path,
+                        "--unixsocketperm",
+                        "700",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.dir,
+                )
             if wait_port(self.port, self.proc, timeout=20, probe=self._ping):
                 return self
             self._kill()
@@ -321,8 +391,8 @@ class Redis:
 
 # -- marking a finding ----------------------------------------------------------------------
 
+
 def ferroloop_xfail(reason, condition=True):
     """Parameters for ``arun`` with the ferroloop case marked xfail(strict=True)."""
     marks = [pytest.mark.xfail(strict=True, reason=reason)] if condition else []
-    return pytest.mark.parametrize("arun", [pytest.param("ferroloop", marks=marks), "asyncio"],
-                                   indirect=True)
+    return pytest.mark.parametrize("arun", [pytest.param("ferroloop", marks=marks), "asyncio"], indirect=True)

@@ -96,8 +96,6 @@ def redis_server():
         r.stop()
 
 
-
-
 # The fixtures above that start a server from Debian's packages, and the package: a test
 # that uses one is marked `external` (pyproject.toml), so `./dev test --fast` leaves it out.
 SERVER_FIXTURES = {"postgres": "postgresql", "redis_server": "redis-server"}

@@ -33,8 +33,9 @@ def make_app(state):
 
     async def echo(request):
         body = await request.read()
-        return web.json_response({"len": len(body), "sha256": hashlib.sha256(body).hexdigest(),
-                                  "ctype": request.content_type})
+        return web.json_response(
+            {"len": len(body), "sha256": hashlib.sha256(body).hexdigest(), "ctype": request.content_type}
+        )
 
     async def upper(request):
         text = await request.text()
@@ -46,7 +47,7 @@ def make_app(state):
         await resp.prepare(request)
         view = memoryview(DOWNLOAD)
         for i in range(0, len(DOWNLOAD), 64 * 1024):
-            await resp.write(view[i:i + 64 * 1024])
+            await resp.write(view[i : i + 64 * 1024])
         await resp.write_eof()
         return resp
 
@@ -64,7 +65,7 @@ def make_app(state):
         return web.Response(text=f"ok {request.match_info['i']}")
 
     async def sleep(request):
-        await asyncio.sleep(1)       # the client gives up after 0.3 s; cleanup waits for this
+        await asyncio.sleep(1)  # the client gives up after 0.3 s; cleanup waits for this
         return web.Response(text="too late")
 
     async def truncate(request):
@@ -123,11 +124,15 @@ def test_get_and_post_with_bodies(arun):
                 assert r.status == 200
                 assert await r.json() == {"hello": "ferro", "method": "GET"}
             body = payload(300_000, b"post")
-            async with s.post(f"{srv.url}/echo", data=body,
-                              headers={"Content-Type": "application/octet-stream"}) as r:
+            async with s.post(
+                f"{srv.url}/echo", data=body, headers={"Content-Type": "application/octet-stream"}
+            ) as r:
                 assert r.status == 200
-                assert await r.json() == {"len": len(body), "sha256": hashlib.sha256(body).hexdigest(),
-                                          "ctype": "application/octet-stream"}
+                assert await r.json() == {
+                    "len": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "ctype": "application/octet-stream",
+                }
             async with s.post(f"{srv.url}/echo", json={"k": [1, 2, 3]}) as r:
                 got = await r.json()
                 assert got["ctype"] == "application/json"
@@ -158,6 +163,7 @@ async def download(session, url):
 
 def test_streamed_download_5mb(arun):
     """A StreamResponse written in 64 KiB chunks, read as a stream by the client."""
+
     async def main():
         async with AiohttpServer(new_state()) as srv, aiohttp.ClientSession() as s:
             await download(s, srv.url + "/stream")
@@ -168,6 +174,7 @@ def test_streamed_download_5mb(arun):
 def test_file_response_download_5mb(arun, tmp_path):
     """web.FileResponse: aiohttp sends the file with loop.sendfile() (os.sendfile).
     (FINDINGS.md F1, fixed.)"""
+
     async def main():
         async with AiohttpServer(new_state(tmp_path)) as srv, aiohttp.ClientSession() as s:
             await download(s, srv.url + "/file")
@@ -184,6 +191,7 @@ def test_200_concurrent_requests(arun):
         async with AiohttpServer(state) as srv:
             conn = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=conn) as s:
+
                 async def one(i):
                     async with s.get(f"{srv.url}/c/{i}") as r:
                         assert r.status == 200
@@ -191,7 +199,7 @@ def test_200_concurrent_requests(arun):
 
                 results = await asyncio.gather(*(one(i) for i in range(N)))
         assert results == [f"ok {i}" for i in range(N)]
-        assert state["peak"] == N            # all 200 were in flight at the same time
+        assert state["peak"] == N  # all 200 were in flight at the same time
         assert state["inflight"] == 0
 
     arun(main)
@@ -212,8 +220,9 @@ def test_https(arun, tls):
                 # 50 concurrent TLS connections
                 conn2 = aiohttp.TCPConnector(ssl=tls.client_context(), limit=0, force_close=True)
                 async with aiohttp.ClientSession(connector=conn2) as s2:
-                    rs = await asyncio.gather(*(s2.get(f"{srv.url}/hello", params={"name": str(i)})
-                                                for i in range(50)))
+                    rs = await asyncio.gather(
+                        *(s2.get(f"{srv.url}/hello", params={"name": str(i)}) for i in range(50))
+                    )
                     assert [(await r.json())["hello"] for r in rs] == [str(i) for i in range(50)]
                     for r in rs:
                         r.release()
@@ -225,6 +234,7 @@ def test_client_faults(arun, tls):
     """What aiohttp users see on the loop: a timeout, a response cut short by the server,
     a refused connection, a certificate for another host — each aiohttp's own exception
     wrapping asyncio's, and the session still usable afterwards."""
+
     async def main():
         async with AiohttpServer(new_state()) as srv, aiohttp.ClientSession() as s:
             with pytest.raises(asyncio.TimeoutError):
@@ -240,7 +250,7 @@ def test_client_faults(arun, tls):
             with pytest.raises(aiohttp.ClientConnectorError) as info:
                 await s.get(f"http://127.0.0.1:{dead_port}/")
             assert isinstance(info.value.os_error, ConnectionRefusedError)
-            async with s.get(f"{srv.url}/hello") as r:          # still fine
+            async with s.get(f"{srv.url}/hello") as r:  # still fine
                 assert r.status == 200
 
         async with AiohttpServer(new_state(), ssl_context=tls.server_context()) as srv:
@@ -249,6 +259,6 @@ def test_client_faults(arun, tls):
                 with pytest.raises(aiohttp.ClientConnectorCertificateError) as info:
                     await s.get(f"{srv.url}/hello", server_hostname="wrong.example.org")
                 assert isinstance(info.value.certificate_error, ssl.SSLCertVerificationError)
-                assert info.value.certificate_error.verify_code == 62      # hostname mismatch
+                assert info.value.certificate_error.verify_code == 62  # hostname mismatch
 
     arun(main)

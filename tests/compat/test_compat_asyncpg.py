@@ -14,8 +14,9 @@ def test_crud_copy_and_rollback(arun, postgres):
     table = f"compat_{arun.name}"
 
     async def main():
-        conn = await asyncpg.connect(host=postgres.host, port=postgres.port, user=postgres.user,
-                                     database=postgres.database)
+        conn = await asyncpg.connect(
+            host=postgres.host, port=postgres.port, user=postgres.user, database=postgres.database
+        )
         try:
             await conn.execute(f"DROP TABLE IF EXISTS {table}")
             await conn.execute(f"""CREATE TABLE {table} (
@@ -24,20 +25,32 @@ def test_crud_copy_and_rollback(arun, postgres):
             now = datetime.datetime(2024, 5, 17, 12, 30, tzinfo=datetime.timezone.utc)
             await conn.executemany(
                 f"INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6)",
-                [(i, f"item-{i}", decimal.Decimal(f"{i}.25"), now, [f"t{i}", "x"], bytes([i]) * i)
-                 for i in range(1, 11)])
+                [
+                    (i, f"item-{i}", decimal.Decimal(f"{i}.25"), now, [f"t{i}", "x"], bytes([i]) * i)
+                    for i in range(1, 11)
+                ],
+            )
             row = await conn.fetchrow(f"SELECT * FROM {table} WHERE id = $1", 7)
-            assert dict(row) == {"id": 7, "name": "item-7", "price": decimal.Decimal("7.25"),
-                                 "created": now, "tags": ["t7", "x"], "payload": b"\x07" * 7}
+            assert dict(row) == {
+                "id": 7,
+                "name": "item-7",
+                "price": decimal.Decimal("7.25"),
+                "created": now,
+                "tags": ["t7", "x"],
+                "payload": b"\x07" * 7,
+            }
             assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 10
 
             # 10,000 rows through COPY
-            records = [(i, f"copied-{i}", decimal.Decimal(i) / 4, now, None, None)
-                       for i in range(1000, 11000)]
+            records = [
+                (i, f"copied-{i}", decimal.Decimal(i) / 4, now, None, None) for i in range(1000, 11000)
+            ]
             status = await conn.copy_records_to_table(table, records=records)
             assert status == "COPY 10000"
             assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 10010
-            assert await conn.fetchval(f"SELECT sum(id) FROM {table} WHERE id >= 1000") == sum(range(1000, 11000))
+            assert await conn.fetchval(f"SELECT sum(id) FROM {table} WHERE id >= 1000") == sum(
+                range(1000, 11000)
+            )
             rows = await conn.fetch(f"SELECT id, name FROM {table} WHERE id >= 1000 ORDER BY id")
             assert len(rows) == 10000
             assert rows[0]["name"] == "copied-1000" and rows[-1]["name"] == "copied-10999"
@@ -75,6 +88,7 @@ def test_crud_copy_and_rollback(arun, postgres):
 def test_pool_concurrency(arun, postgres):
     async def main():
         async with asyncpg.create_pool(postgres.dsn(), min_size=2, max_size=8) as pool:
+
             async def one(i):
                 async with pool.acquire() as conn:
                     # pg_sleep keeps each connection busy so the pool really runs in parallel
@@ -84,7 +98,7 @@ def test_pool_concurrency(arun, postgres):
             results = await asyncio.gather(*(one(i) for i in range(64)))
             elapsed = asyncio.get_running_loop().time() - t0
             assert results == [i * 2 for i in range(64)]
-            assert elapsed < 64 * 0.05 / 2          # 8 connections: well under serial time
+            assert elapsed < 64 * 0.05 / 2  # 8 connections: well under serial time
             # a query cancelled by a timeout is cancelled on the server; the pool recovers
             with pytest.raises(asyncio.TimeoutError):
                 await pool.fetchval("SELECT pg_sleep(5)", timeout=0.2)
@@ -96,12 +110,18 @@ def test_pool_concurrency(arun, postgres):
 def test_ssl_and_unix_socket(arun, postgres):
     """asyncpg's TLS path (SSLRequest, then loop.start_tls on the open connection) with
     certificate verification, and a connection over the server's Unix socket."""
+
     async def main():
-        conn = await asyncpg.connect(host=postgres.host, port=postgres.port, user=postgres.user,
-                                     database=postgres.database, ssl=postgres.client_ssl_context())
+        conn = await asyncpg.connect(
+            host=postgres.host,
+            port=postgres.port,
+            user=postgres.user,
+            database=postgres.database,
+            ssl=postgres.client_ssl_context(),
+        )
         try:
             assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
-            data = bytes(range(256)) * 4096                     # 1 MiB through TLS each way
+            data = bytes(range(256)) * 4096  # 1 MiB through TLS each way
             assert await conn.fetchval("SELECT $1::bytea", data) == data
             assert await conn.fetchval("SELECT count(*) FROM generate_series(1, 100000)") == 100000
         finally:
@@ -109,14 +129,21 @@ def test_ssl_and_unix_socket(arun, postgres):
 
         # verification on: a client that does not trust the server's CA is refused
         import ssl
-        with pytest.raises(ssl.SSLCertVerificationError):
-            await asyncpg.connect(host=postgres.host, port=postgres.port, user=postgres.user,
-                                  database=postgres.database, ssl=ssl.create_default_context())
 
-        conn = await asyncpg.connect(host=postgres.socket_dir, port=postgres.port, user=postgres.user,
-                                     database=postgres.database)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncpg.connect(
+                host=postgres.host,
+                port=postgres.port,
+                user=postgres.user,
+                database=postgres.database,
+                ssl=ssl.create_default_context(),
+            )
+
+        conn = await asyncpg.connect(
+            host=postgres.socket_dir, port=postgres.port, user=postgres.user, database=postgres.database
+        )
         try:
-            assert await conn.fetchval("SELECT inet_server_addr()") is None   # a Unix socket
+            assert await conn.fetchval("SELECT inet_server_addr()") is None  # a Unix socket
             rows = await conn.fetch("SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
             assert len(rows) == 5000 and rows[-1][0] == 5000
         finally:

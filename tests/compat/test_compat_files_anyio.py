@@ -25,7 +25,7 @@ def test_aiofiles_write_read(arun, tmp_path):
     async def main():
         h = hashlib.sha256()
         async with aiofiles.open(path, "wb") as f:
-            for i in range(80):                     # 5 MiB in 64 KiB blocks
+            for i in range(80):  # 5 MiB in 64 KiB blocks
                 block = hashlib.sha256(str(i).encode()).digest() * 2048
                 h.update(block)
                 assert await f.write(block) == len(block)
@@ -148,7 +148,7 @@ async def anyio_scenario():
 
     def in_thread(x):
         assert threading.get_ident() != main_thread
-        anyio.from_thread.run(anyio.sleep, 0)     # back into the loop from the thread
+        anyio.from_thread.run(anyio.sleep, 0)  # back into the loop from the thread
         return x * 2
 
     assert await anyio.to_thread.run_sync(in_thread, 21) == 42
@@ -187,7 +187,7 @@ async def anyio_scenario():
 
 def test_anyio_in_running_loop(arun):
     async def main():
-        assert anyio.get_current_task()            # anyio sees the asyncio backend
+        assert anyio.get_current_task()  # anyio sees the asyncio backend
         return await anyio_scenario()
 
     assert arun(main) == "done"

@@ -19,18 +19,24 @@ MB = 1024 * 1024
 
 # -- httpx against aiohttp ------------------------------------------------------------------
 
+
 def test_httpx_against_aiohttp(arun):
     async def main():
-        async with AiohttpServer(new_state()) as srv, \
-                httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
+        async with (
+            AiohttpServer(new_state()) as srv,
+            httpx.AsyncClient(base_url=srv.url, timeout=30) as client,
+        ):
             r = await client.get("/hello", params={"name": "httpx"})
             assert r.status_code == 200
             assert r.json() == {"hello": "httpx", "method": "GET"}
 
             body = payload(1 * MB, b"httpx")
             r = await client.post("/echo", content=body, headers={"content-type": "application/octet-stream"})
-            assert r.json() == {"len": len(body), "sha256": hashlib.sha256(body).hexdigest(),
-                                "ctype": "application/octet-stream"}
+            assert r.json() == {
+                "len": len(body),
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "ctype": "application/octet-stream",
+            }
 
             h = hashlib.sha256()
             n = 0
@@ -52,6 +58,7 @@ def test_httpx_against_aiohttp(arun):
 
 
 # -- uvicorn + Starlette, queried with httpx --------------------------------------------------
+
 
 def make_starlette(events):
     async def root(request):
@@ -82,9 +89,15 @@ def make_starlette(events):
         yield
         events["shutdown"] = True
 
-    return Starlette(routes=[Route("/", root), Route("/echo", echo, methods=["POST"]),
-                             Route("/stream", stream), Route("/slow/{i}", slow)],
-                     lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/", root),
+            Route("/echo", echo, methods=["POST"]),
+            Route("/stream", stream),
+            Route("/slow/{i}", slow),
+        ],
+        lifespan=lifespan,
+    )
 
 
 def test_uvicorn_starlette_with_httpx(arun):
@@ -93,8 +106,9 @@ def test_uvicorn_starlette_with_httpx(arun):
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(make_starlette(events), log_level="warning", lifespan="on",
-                                http="h11", access_log=False)
+        config = uvicorn.Config(
+            make_starlette(events), log_level="warning", lifespan="on", http="h11", access_log=False
+        )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         try:

@@ -43,6 +43,7 @@ def test_server_wait_closed_with_a_connection_open(arun):
     """asyncio's own rule for the running Python: until 3.12.0 wait_closed() returns once
     the listening sockets are closed; from 3.12.1 it also waits for every connection.
     (FINDINGS.md F3, fixed.)"""
+
     async def main():
         accepted = []
         made = asyncio.Event()
@@ -74,6 +75,7 @@ def test_server_wait_closed_with_a_connection_open(arun):
 def test_handle_in_error_context_keeps_its_repr(arun):
     """Error-reporting code (Sentry-style handlers, logging in a queue) keeps the context
     and formats it later: asyncio's Handle still names its callback then."""
+
     def boom():
         raise ZeroDivisionError
 

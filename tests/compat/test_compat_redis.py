@@ -16,7 +16,7 @@ def test_get_set_pipeline(arun, redis_server):
             assert await r.set(prefix + "a", "1") is True
             assert await r.get(prefix + "a") == b"1"
             assert await r.incrby(prefix + "a", 41) == 42
-            big = bytes(range(256)) * 4096                      # 1 MiB value
+            big = bytes(range(256)) * 4096  # 1 MiB value
             await r.set(prefix + "big", big)
             assert await r.get(prefix + "big") == big
             assert await r.get(prefix + "missing") is None
@@ -74,7 +74,7 @@ def test_pubsub(arun, redis_server):
 
             task = asyncio.create_task(reader())
             for i in range(200):
-                assert await r.publish(channel, f"msg {i}") == 1   # one subscriber got it
+                assert await r.publish(channel, f"msg {i}") == 1  # one subscriber got it
             await task
             assert received == [f"msg {i}".encode() for i in range(200)]
 

@@ -54,12 +54,13 @@ def test_cat_echoes_10mb(arun):
     async def main():
         async with Accounting():
             proc = await asyncio.create_subprocess_exec(
-                "cat", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                "cat", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
 
             async def feed():
                 view = memoryview(data)
                 for i in range(0, len(data), 256 * 1024):
-                    proc.stdin.write(view[i:i + 256 * 1024])
+                    proc.stdin.write(view[i : i + 256 * 1024])
                     await proc.stdin.drain()
                 proc.stdin.close()
                 await proc.stdin.wait_closed()
@@ -93,16 +94,21 @@ def test_shell_env_cwd_and_exit_codes(arun, tmp_path):
         async with Accounting():
             proc = await asyncio.create_subprocess_shell(
                 'echo "$FERRO_VAR" && pwd && echo oops >&2 && exit 7',
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env={**os.environ, "FERRO_VAR": "from-env"}, cwd=str(tmp_path))
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "FERRO_VAR": "from-env"},
+                cwd=str(tmp_path),
+            )
             out, err = await proc.communicate()
             assert out.decode().splitlines() == ["from-env", str(tmp_path)]
             assert err == b"oops\n"
             assert proc.returncode == 7
 
             # 40 children at once, each with its own exit code
-            procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", f"import sys; sys.exit({i})")
-                     for i in range(40)]
+            procs = [
+                await asyncio.create_subprocess_exec(sys.executable, "-c", f"import sys; sys.exit({i})")
+                for i in range(40)
+            ]
             codes = await asyncio.gather(*(p.wait() for p in procs))
             assert codes == list(range(40))
             assert all(pid_gone(p.pid) for p in procs)
@@ -127,8 +133,11 @@ def test_program_not_found(arun, tmp_path):
         async with Accounting():
             for _ in range(3):
                 with pytest.raises(FileNotFoundError):
-                    await asyncio.create_subprocess_exec("/nonexistent/ferroloop-no-such-program",
-                                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                    await asyncio.create_subprocess_exec(
+                        "/nonexistent/ferroloop-no-such-program",
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                    )
             with pytest.raises(PermissionError):
                 await asyncio.create_subprocess_exec(str(not_executable), stdout=subprocess.PIPE)
 
@@ -137,14 +146,17 @@ def test_program_not_found(arun, tmp_path):
 
 # -- faults --------------------------------------------------------------------------------
 
+
 def test_child_dies_early(arun):
     """The child exits before reading its stdin: writing to it fails with asyncio's
     exception; its output up to that point is intact; the exit code is right."""
+
     async def main():
         async with Accounting():
             # exits at once, without reading anything
             proc = await asyncio.create_subprocess_exec(
-                "sh", "-c", "echo bye; exit 3", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                "sh", "-c", "echo bye; exit 3", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
             assert await proc.stdout.read() == b"bye\n"
             assert await proc.wait() == 3
             with pytest.raises((BrokenPipeError, ConnectionResetError)):
@@ -155,11 +167,12 @@ def test_child_dies_early(arun):
 
             # reads 1000 bytes, then exits while we are still writing 10 MB
             proc = await asyncio.create_subprocess_exec(
-                "head", "-c", "1000", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                "head", "-c", "1000", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
             data = blob(10 * MB, b"head")
             with pytest.raises((BrokenPipeError, ConnectionResetError)):
                 for i in range(0, len(data), 64 * 1024):
-                    proc.stdin.write(data[i:i + 64 * 1024])
+                    proc.stdin.write(data[i : i + 64 * 1024])
                     await proc.stdin.drain()
             assert await proc.stdout.read() == data[:1000]
             assert await proc.wait() == 0
@@ -167,7 +180,8 @@ def test_child_dies_early(arun):
 
             # communicate() swallows the broken pipe, as asyncio's does
             proc = await asyncio.create_subprocess_exec(
-                "head", "-c", "10", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                "head", "-c", "10", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
             out, _ = await proc.communicate(data)
             assert out == data[:10] and proc.returncode == 0
 
@@ -183,12 +197,12 @@ def test_killed_mid_write_and_mid_read(arun):
 
             async def writer():
                 for i in range(0, len(data), 256 * 1024):
-                    proc.stdin.write(data[i:i + 256 * 1024])
+                    proc.stdin.write(data[i : i + 256 * 1024])
                     await proc.stdin.drain()
 
             task = asyncio.create_task(writer())
             await asyncio.sleep(0.1)
-            assert not task.done()                  # blocked on back-pressure
+            assert not task.done()  # blocked on back-pressure
             proc.kill()
             with pytest.raises((BrokenPipeError, ConnectionResetError)):
                 await task
@@ -205,7 +219,7 @@ def test_killed_mid_write_and_mid_read(arun):
             got = await proc.stdout.readexactly(MB)
             assert got.startswith(b"ferroloop\nferroloop\n")
             proc.kill()
-            rest = await proc.stdout.read()         # reaches EOF
+            rest = await proc.stdout.read()  # reaches EOF
             assert (got + rest).count(b"ferroloop\n") >= MB // 10
             assert await proc.wait() == -signal.SIGKILL
             assert pid_gone(proc.pid)
@@ -245,7 +259,7 @@ def test_pipe_closed_by_peer(arun):
             # write end with data still buffered: the reader goes away -> BrokenPipeError
             r, w = os.pipe()
             transport, proto = await loop.connect_write_pipe(PipeProto, os.fdopen(w, "wb", buffering=0))
-            transport.write(b"z" * (4 * MB))        # far more than the pipe holds
+            transport.write(b"z" * (4 * MB))  # far more than the pipe holds
             assert transport.get_write_buffer_size() > 0
             os.read(r, 1000)
             os.close(r)
@@ -267,7 +281,8 @@ def test_pipe_closed_by_peer(arun):
             os.close(w)
             reader = asyncio.StreamReader()
             transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(r, "rb", buffering=0))
+                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(r, "rb", buffering=0)
+            )
             assert await reader.read() == b"abc"
             assert await child.wait() == -signal.SIGKILL
             transport.close()
@@ -276,6 +291,7 @@ def test_pipe_closed_by_peer(arun):
 
 
 # -- a library on top: anyio's process API ------------------------------------------------------
+
 
 def test_anyio_processes(arun):
     async def main():
@@ -288,9 +304,10 @@ def test_anyio_processes(arun):
             data = blob(2 * MB, b"anyio")
             async with await anyio.open_process(["sha256sum"]) as proc:
                 async with anyio.create_task_group() as tg:
+
                     async def feed():
                         for i in range(0, len(data), 64 * 1024):
-                            await proc.stdin.send(data[i:i + 64 * 1024])
+                            await proc.stdin.send(data[i : i + 64 * 1024])
                         await proc.stdin.aclose()
 
                     tg.start_soon(feed)

@@ -16,7 +16,7 @@ SIZE = 10 * MB
 
 
 def blob(seed, n=SIZE):
-    block = hashlib.sha256(seed).digest() * 2048        # 64 KiB
+    block = hashlib.sha256(seed).digest() * 2048  # 64 KiB
     return (block * (n // len(block) + 1))[:n]
 
 
@@ -34,7 +34,7 @@ async def read_exactly_hashing(reader, n):
 async def write_in_chunks(writer, data, chunk=512 * 1024):
     view = memoryview(data)
     for i in range(0, len(data), chunk):
-        writer.write(view[i:i + chunk])
+        writer.write(view[i : i + chunk])
         await writer.drain()
 
 
@@ -49,7 +49,7 @@ def test_tls_10mb_both_ways(arun, tls):
             await sending
             writer.write(digest.encode() + b"\n")
             await writer.drain()
-            assert await reader.read() == b""        # the client's close_notify / EOF
+            assert await reader.read() == b""  # the client's close_notify / EOF
             writer.close()
             await writer.wait_closed()
 
@@ -57,10 +57,13 @@ def test_tls_10mb_both_ways(arun, tls):
         port = server.sockets[0].getsockname()[1]
         async with server:
             reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port, ssl=tls.client_context(), server_hostname="localhost")
+                "127.0.0.1", port, ssl=tls.client_context(), server_hostname="localhost"
+            )
             sslobj = writer.get_extra_info("ssl_object")
             assert sslobj.version() in ("TLSv1.2", "TLSv1.3")
-            assert dict(x[0] for x in writer.get_extra_info("peercert")["subject"]).get("organizationalUnitName")
+            assert dict(x[0] for x in writer.get_extra_info("peercert")["subject"]).get(
+                "organizationalUnitName"
+            )
             sending = asyncio.create_task(write_in_chunks(writer, up))
             got = await read_exactly_hashing(reader, SIZE)
             await sending
@@ -110,13 +113,14 @@ def test_start_tls_upgrade(arun, tls):
 
 # -- faults -------------------------------------------------------------------------------------
 
+
 async def settle():
     for _ in range(5):
         await asyncio.sleep(0.02)
 
 
 async def tls_server(tls, *, wrong=False, seen=None):
-    async def handle(reader, writer):         # must never run: the handshake fails first
+    async def handle(reader, writer):  # must never run: the handshake fails first
         seen.append(writer)
         writer.close()
 
@@ -133,23 +137,28 @@ def test_tls_verification_failure(arun, tls, case):
         async with server:
             await settle()
             before = open_fds()
-            for _ in range(3):          # each attempt fails the same way and leaks nothing
+            for _ in range(3):  # each attempt fails the same way and leaks nothing
                 with pytest.raises(ssl.SSLCertVerificationError) as info:
-                    await asyncio.open_connection("127.0.0.1", port, ssl=tls.client_context(),
-                                                  server_hostname=hostname)
+                    await asyncio.open_connection(
+                        "127.0.0.1", port, ssl=tls.client_context(), server_hostname=hostname
+                    )
                 err = info.value
                 if case == "unknown-ca":
-                    assert err.verify_code == 20          # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+                    assert err.verify_code == 20  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
                     assert "unable to get local issuer certificate" in err.verify_message
                 else:
-                    assert err.verify_code == 62          # X509_V_ERR_HOSTNAME_MISMATCH
+                    assert err.verify_code == 62  # X509_V_ERR_HOSTNAME_MISMATCH
                     assert "Hostname mismatch" in err.verify_message
                 assert err.reason == "CERTIFICATE_VERIFY_FAILED"
                 # the same failure through the protocol API
                 with pytest.raises(ssl.SSLCertVerificationError):
                     await asyncio.get_running_loop().create_connection(
-                        asyncio.Protocol, "127.0.0.1", port, ssl=tls.client_context(),
-                        server_hostname=hostname)
+                        asyncio.Protocol,
+                        "127.0.0.1",
+                        port,
+                        ssl=tls.client_context(),
+                        server_hostname=hostname,
+                    )
             await settle()
             assert open_fds() == before, "a failed TLS handshake left an fd open"
             assert seen == []
@@ -160,21 +169,29 @@ def test_tls_verification_failure(arun, tls, case):
 def test_tls_handshake_timeout(arun, tls):
     """A peer that accepts TCP but never speaks TLS: the client gives up after
     ssl_handshake_timeout with asyncio's error, and closes its socket."""
+
     async def main():
         conns = []
 
         async def silent(reader, writer):
             conns.append(writer)
-            await reader.read()          # waits until the client gives up and closes
+            await reader.read()  # waits until the client gives up and closes
 
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
             before = open_fds()
             t0 = asyncio.get_running_loop().time()
-            with pytest.raises(ConnectionAbortedError, match="SSL handshake is taking longer than 0.3 seconds"):
-                await asyncio.open_connection("127.0.0.1", port, ssl=tls.client_context(),
-                                              server_hostname="localhost", ssl_handshake_timeout=0.3)
+            with pytest.raises(
+                ConnectionAbortedError, match="SSL handshake is taking longer than 0.3 seconds"
+            ):
+                await asyncio.open_connection(
+                    "127.0.0.1",
+                    port,
+                    ssl=tls.client_context(),
+                    server_hostname="localhost",
+                    ssl_handshake_timeout=0.3,
+                )
             assert 0.25 < asyncio.get_running_loop().time() - t0 < 5
             await settle()
             for w in conns:
@@ -189,6 +206,7 @@ def test_tls_handshake_timeout(arun, tls):
 def test_plain_client_at_tls_server(arun, tls):
     """Garbage instead of a ClientHello: the server drops the connection (the client sees
     EOF), its handler never runs, and nothing is left open."""
+
     async def main():
         seen = []
         server = await tls_server(tls, seen=seen)

@@ -20,7 +20,7 @@ async def echo(ws):
 def message(i):
     if i % 2:
         return f"text message {i} " + "é" * (i % 50)
-    return hashlib.sha256(str(i).encode()).digest() * (1 + i % 64)   # up to 2 KiB binary
+    return hashlib.sha256(str(i).encode()).digest() * (1 + i % 64)  # up to 2 KiB binary
 
 
 def test_echo_1000_messages(arun):
@@ -32,6 +32,7 @@ def test_echo_1000_messages(arun):
                 for i in range(N // 2):
                     await ws.send(message(i))
                     assert await ws.recv() == message(i)
+
                 # the other half pipelined: all sent, then all received, in order
                 async def sender():
                     for i in range(N // 2, N):
@@ -61,6 +62,7 @@ def test_echo_1000_messages(arun):
 def test_wss_and_abrupt_close(arun, tls):
     """websockets over TLS; then a server that drops the TCP connection without a closing
     handshake: the client gets ConnectionClosedError (1006), as on asyncio."""
+
     async def main():
         async def handler(ws):
             async for msg in ws:
@@ -78,7 +80,7 @@ def test_wss_and_abrupt_close(arun, tls):
                 await ws.send("drop")
                 with pytest.raises(ConnectionClosedError) as info:
                     await ws.recv()
-                assert info.value.rcvd is None              # no close frame received
+                assert info.value.rcvd is None  # no close frame received
             assert ws.close_code == 1006
 
     arun(main)

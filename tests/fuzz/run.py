@@ -43,10 +43,14 @@ def main():
             print(f"--- failure {failures} (batch {batches}, {CASES_RUN[0]} programs so far):", flush=True)
             traceback.print_exc()
             sys.stdout.flush()
-        print(f"batch {batches}: {CASES_RUN[0]} programs, {failures} failures, "
-              f"{time.monotonic() - t0:.0f} s", flush=True)
-    print(f"fuzz: {CASES_RUN[0]} programs run on both loops in {time.monotonic() - t0:.0f} s, "
-          f"{failures} failing batches")
+        print(
+            f"batch {batches}: {CASES_RUN[0]} programs, {failures} failures, {time.monotonic() - t0:.0f} s",
+            flush=True,
+        )
+    print(
+        f"fuzz: {CASES_RUN[0]} programs run on both loops in {time.monotonic() - t0:.0f} s, "
+        f"{failures} failing batches"
+    )
     return 1 if failures else 0
 
 

@@ -172,7 +172,8 @@ async def _run(program, tmpdir):
                 try:
                     if kind == "unix":
                         t2, _ = await asyncio.wait_for(
-                            loop.create_unix_connection(asyncio.Protocol, path), WAIT)
+                            loop.create_unix_connection(asyncio.Protocol, path), WAIT
+                        )
                     else:
                         t2, _ = await asyncio.wait_for(loop.create_connection(asyncio.Protocol, *addr), WAIT)
                     t2.close()
@@ -220,8 +221,11 @@ async def _run(program, tmpdir):
         # reads 64 KiB at a time, asyncio 256 KiB): timing, not semantics. What must hold
         # on any loop: made first, connection_lost exactly once, last.
         lost = [e for e in client_log if isinstance(e, tuple)]
-        client_log = ["made ... lost once" if client_log[:1] == ["made"] and len(lost) == 1
-                      and client_log[-1] == lost[0] else client_log]
+        client_log = [
+            "made ... lost once"
+            if client_log[:1] == ["made"] and len(lost) == 1 and client_log[-1] == lost[0]
+            else client_log
+        ]
     obs = {
         "outcomes": outcomes,
         "settled": settled,

@@ -29,7 +29,7 @@ def _writelines_on_a_lost_transport(program, obs):
         return False
     ops = [op[0] for op in program["ops"]]
     ended = [i for i, op in enumerate(ops) if op in ("close", "abort", "peer_close", "peer_abort")]
-    late = ended and "writelines" in ops[ended[0]:]
+    late = ended and "writelines" in ops[ended[0] :]
     return bool(late) and any(o and "'NoneType'" in o[-1] for o in obs.get("outcomes", []))
 
 
@@ -68,13 +68,28 @@ REGRESSIONS = [
     {"kind": "tcp", "ops": [("write_eof",), ("writelines", [])]},
     {"kind": "unix", "ops": [("write_eof",), ("writelines", [1, 2])]},
     # found by the tester (a harness race: write_eof on a reset socket not yet noticed)
-    {"kind": "tcp", "ops": [("sleep", 3), ("write", 3 << 20), ("pause_peer",), ("threadsafe", 34, 0),
-                            ("peer_abort",), ("sleep", 2), ("timer", 7, True, 262)]},
+    {
+        "kind": "tcp",
+        "ops": [
+            ("sleep", 3),
+            ("write", 3 << 20),
+            ("pause_peer",),
+            ("threadsafe", 34, 0),
+            ("peer_abort",),
+            ("sleep", 2),
+            ("timer", 7, True, 262),
+        ],
+    },
     # found by the tester (a harness flaw: an EOF read or a failed write first, by timing)
-    {"kind": "unix", "ops": [("write", 1 << 20), ("server_close",), ("sleep", 2), ("sleep", 5), ("peer_close",)]},
+    {
+        "kind": "unix",
+        "ops": [("write", 1 << 20), ("server_close",), ("sleep", 2), ("sleep", 5), ("peer_close",)],
+    },
     # found by the tester (a harness flaw: deadlines depend on how long operations took)
-    {"kind": "tcp", "ops": [("timer", 18, False, 1), ("server_close",), ("server_close",),
-                            ("timer", 17, False, 0)]},
+    {
+        "kind": "tcp",
+        "ops": [("timer", 18, False, 1), ("server_close",), ("server_close",), ("timer", 17, False, 0)],
+    },
 ]
 
 

@@ -46,8 +46,14 @@ class Server:
         env = {**os.environ, "PYTHONPATH": HERE, "PYTHONUNBUFFERED": "1"}
         env.pop("PYTHONWARNINGS", None)
         self.port = port
-        self.proc = subprocess.Popen([sys.executable, *args], cwd=HERE, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=HERE,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def __enter__(self):
         _wait_listening(self.proc, self.port)
@@ -84,10 +90,24 @@ def _serve_and_check(args, port, exit_codes=(0,)):
 
 # -- uvicorn ----------------------------------------------------------------------------------
 
+
 def _uvicorn_command_line(app):
     port = _free_port()
-    _serve_and_check(["-m", "uvicorn", app, "--loop", "ferroloop:new_event_loop",
-                      "--host", "127.0.0.1", "--port", str(port)], port, UVICORN_EXIT)
+    _serve_and_check(
+        [
+            "-m",
+            "uvicorn",
+            app,
+            "--loop",
+            "ferroloop:new_event_loop",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        port,
+        UVICORN_EXIT,
+    )
 
 
 def test_uvicorn_command_line_loop_option():
@@ -112,6 +132,7 @@ def test_fastapi_on_uvicorn():
 
 # -- hypercorn --------------------------------------------------------------------------------
 
+
 def test_hypercorn_serve_with_loop_factory():
     pytest.importorskip("hypercorn")
     port = _free_port()
@@ -134,6 +155,7 @@ def test_hypercorn_serve_with_loop_factory():
 
 # -- aiohttp ----------------------------------------------------------------------------------
 
+
 def test_aiohttp_run_app_with_loop():
     pytest.importorskip("aiohttp")
     port = _free_port()
@@ -149,12 +171,25 @@ def test_aiohttp_run_app_with_loop():
 
 # -- gunicorn ---------------------------------------------------------------------------------
 
+
 def test_gunicorn_with_uvicorn_worker():
     pytest.importorskip("gunicorn")
     pytest.importorskip("uvicorn")
     port = _free_port()
-    server = _serve_and_check(["-m", "gunicorn", "apps:asgi_app", "-w", "1", "-b", f"127.0.0.1:{port}",
-                      "-k", "ferroloop.integrations.gunicorn.UvicornWorker"], port)
+    server = _serve_and_check(
+        [
+            "-m",
+            "gunicorn",
+            "apps:asgi_app",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-k",
+            "ferroloop.integrations.gunicorn.UvicornWorker",
+        ],
+        port,
+    )
     assert "DeprecationWarning" not in server.err
 
 
@@ -162,15 +197,30 @@ def test_gunicorn_with_aiohttp_worker():
     pytest.importorskip("gunicorn")
     pytest.importorskip("aiohttp")
     port = _free_port()
-    server = _serve_and_check(["-m", "gunicorn", "apps:aiohttp_app_factory", "-w", "1",
-                               "-b", f"127.0.0.1:{port}", "-k", "ferroloop.integrations.gunicorn.AiohttpWorker"],
-                              port)
+    server = _serve_and_check(
+        [
+            "-m",
+            "gunicorn",
+            "apps:aiohttp_app_factory",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-k",
+            "ferroloop.integrations.gunicorn.AiohttpWorker",
+        ],
+        port,
+    )
     assert "DeprecationWarning" not in server.err  # no policy was set on the way
 
 
 def test_worker_module_imports_without_the_frameworks():
     # The worker classes are built on first use; the module itself needs neither framework.
-    p = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys
         sys.modules['uvicorn'] = sys.modules['aiohttp'] = sys.modules['uvicorn_worker'] = None
         import ferroloop.integrations.gunicorn as g
@@ -178,11 +228,17 @@ def test_worker_module_imports_without_the_frameworks():
             g.AiohttpWorker
         except ImportError:
             print('lazy')
-    """)], capture_output=True, text=True, timeout=60)
+    """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.stdout.strip() == "lazy", p.stderr
 
 
 # -- anyio ------------------------------------------------------------------------------------
+
 
 def test_anyio_run_with_loop_factory():
     pytest.importorskip("anyio")

@@ -44,9 +44,26 @@ def _pytest(tmp_path, *args, ini="", file="test_loops.py"):
     (tmp_path / "test_loops.py").write_text(TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n" + ini)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
-    p = subprocess.run([sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider",
-                        "-k", "not trio", *args, *([file] if file else [])],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-s",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not trio",
+            *args,
+            *([file] if file else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     loops = sorted(line.split(" ", 1)[1] for line in p.stdout.splitlines() if line.startswith("LOOP "))
     return loops, p.stdout
@@ -54,9 +71,11 @@ def _pytest(tmp_path, *args, ini="", file="test_loops.py"):
 
 def test_flag_runs_both_plugins_on_ferroloop(tmp_path):
     loops, out = _pytest(tmp_path, "--ferroloop")
-    assert loops == ["anyio ferroloop._loop",
-                     "pytest-asyncio ferroloop._loop",
-                     "pytest-asyncio-fixture ferroloop._loop ferroloop._loop"], out
+    assert loops == [
+        "anyio ferroloop._loop",
+        "pytest-asyncio ferroloop._loop",
+        "pytest-asyncio-fixture ferroloop._loop ferroloop._loop",
+    ], out
 
 
 def test_ini_option_runs_on_ferroloop(tmp_path):
@@ -66,9 +85,11 @@ def test_ini_option_runs_on_ferroloop(tmp_path):
 
 def test_without_the_flag_nothing_changes(tmp_path):
     loops, out = _pytest(tmp_path)
-    assert loops == ["anyio asyncio.unix_events",
-                     "pytest-asyncio asyncio.unix_events",
-                     "pytest-asyncio-fixture asyncio.unix_events asyncio.unix_events"], out
+    assert loops == [
+        "anyio asyncio.unix_events",
+        "pytest-asyncio asyncio.unix_events",
+        "pytest-asyncio-fixture asyncio.unix_events asyncio.unix_events",
+    ], out
 
 
 def test_flag_overrides_a_false_ini(tmp_path):
@@ -78,23 +99,27 @@ def test_flag_overrides_a_false_ini(tmp_path):
 
 def test_a_conftest_choice_still_wins(tmp_path):
     # A project that picks its own anyio backend keeps it, flag or not.
-    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent("""
         import pytest
         @pytest.fixture
         def anyio_backend():
             return "asyncio"
-    """))
+    """)
+    )
     loops, out = _pytest(tmp_path, "--ferroloop")
     assert "anyio asyncio.unix_events" in loops, out
     assert "pytest-asyncio ferroloop._loop" in loops, out
 
 
 def test_a_conftest_loop_factories_hook_still_wins(tmp_path):
-    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent("""
         import asyncio
         def pytest_asyncio_loop_factories(config, item):
             return {"stock": asyncio.new_event_loop}
-    """))
+    """)
+    )
     loops, out = _pytest(tmp_path, "--ferroloop")
     assert "pytest-asyncio asyncio.unix_events" in loops, out
     assert "anyio ferroloop._loop" in loops, out
@@ -103,13 +128,16 @@ def test_a_conftest_loop_factories_hook_still_wins(tmp_path):
 def test_recipe_without_the_plugin_marks_choose_factories(tmp_path):
     # docs/integrations.md: pytest-asyncio's own way, a conftest hook naming the factories and
     # a mark choosing among them; the plugin is not involved (no flag).
-    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent("""
         import asyncio
         import ferroloop
         def pytest_asyncio_loop_factories(config, item):
             return {"ferroloop": ferroloop.new_event_loop, "asyncio": asyncio.new_event_loop}
-    """))
-    (tmp_path / "test_marks.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "test_marks.py").write_text(
+        textwrap.dedent("""
         import asyncio
         import pytest
 
@@ -120,9 +148,12 @@ def test_recipe_without_the_plugin_marks_choose_factories(tmp_path):
         @pytest.mark.asyncio
         async def test_both():
             print("\\nLOOP both", type(asyncio.get_running_loop()).__module__)
-    """))
+    """)
+    )
     loops, out = _pytest(tmp_path, "test_marks.py", file=None)
-    assert loops == ["both asyncio.unix_events", "both ferroloop._loop", "only-ferroloop ferroloop._loop"], out
+    assert loops == ["both asyncio.unix_events", "both ferroloop._loop", "only-ferroloop ferroloop._loop"], (
+        out
+    )
 
 
 def test_plugin_is_registered_by_entry_point():

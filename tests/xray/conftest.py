@@ -11,8 +11,13 @@ ARTIFACTS = os.path.join(HERE, "..", "..", "artifacts", "xray")
 
 
 def run_cli(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "ferroloop", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or SEED)
+    return subprocess.run(
+        [sys.executable, "-m", "ferroloop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or SEED,
+    )
 
 
 @pytest.fixture

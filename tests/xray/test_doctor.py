@@ -13,8 +13,8 @@ def findings(output):
     out = []
     for line in output.split("── ferroloop doctor")[1].splitlines():
         if line.startswith("[") and "]" in line:
-            kind = line[1:line.index("]")]
-            rest = line[line.index("]") + 2:]
+            kind = line[1 : line.index("]")]
+            rest = line[line.index("]") + 2 :]
             task, _, rest = rest.partition(": ") if ": " in rest.split(" at ")[0] else ("", "", rest)
             call, _, rest = rest.partition(" at ")
             where = rest.split(" — ")[0]
@@ -62,7 +62,9 @@ def test_pitfall2_script_ends_early(seed):
 
 def test_gather_without_return_exceptions_leaves_orphans(seed):
     p = run_cli("doctor", "gather_exceptions.py")
-    assert findings(p.stdout) == [("orphaned", "fetch_data#2, fetch_data#4", "gather_exceptions.py:27", "asyncio.gather")]
+    assert findings(p.stdout) == [
+        ("orphaned", "fetch_data#2, fetch_data#4", "gather_exceptions.py:27", "asyncio.gather")
+    ]
     assert "return_exceptions=True" in p.stdout
 
 
@@ -93,7 +95,8 @@ def test_executor_waits_are_attributed(seed):
 
 
 def test_cpu_bound_loop_is_sampled_while_it_runs(tmp_path):
-    (tmp_path / "cpu.py").write_text(textwrap.dedent("""
+    (tmp_path / "cpu.py").write_text(
+        textwrap.dedent("""
         import asyncio
 
         def crunch(n):
@@ -110,7 +113,8 @@ def test_cpu_bound_loop_is_sampled_while_it_runs(tmp_path):
             await asyncio.gather(worker(), asyncio.sleep(0.05))
 
         asyncio.run(main())
-    """))
+    """)
+    )
     p = run_cli("doctor", "cpu.py", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     found = findings(p.stdout)
@@ -123,7 +127,8 @@ def test_cpu_bound_loop_is_sampled_while_it_runs(tmp_path):
 
 
 def test_never_awaited_coroutine(tmp_path):
-    (tmp_path / "forgot.py").write_text(textwrap.dedent("""
+    (tmp_path / "forgot.py").write_text(
+        textwrap.dedent("""
         import asyncio
 
         async def fetch_data(n):
@@ -134,13 +139,15 @@ def test_never_awaited_coroutine(tmp_path):
             await asyncio.sleep(0.01)
 
         asyncio.run(main())
-    """))
+    """)
+    )
     p = run_cli("doctor", "forgot.py", cwd=tmp_path)
     assert ("never-awaited", "", "forgot.py:8", "fetch_data") in findings(p.stdout)
 
 
 def test_exception_never_retrieved(tmp_path):
-    (tmp_path / "lost.py").write_text(textwrap.dedent("""
+    (tmp_path / "lost.py").write_text(
+        textwrap.dedent("""
         import asyncio
 
         async def fails():
@@ -151,14 +158,17 @@ def test_exception_never_retrieved(tmp_path):
             await asyncio.sleep(0.01)
 
         asyncio.run(main())
-    """))
+    """)
+    )
     p = run_cli("doctor", "lost.py", cwd=tmp_path)
     assert ("unhandled-exception", "fails#2", "lost.py:8", "fails") in findings(p.stdout)
     assert "nobody saw this" in p.stdout
 
 
 def test_exit_status_and_arguments_pass_through(tmp_path):
-    (tmp_path / "args.py").write_text("import sys, asyncio\nasyncio.run(asyncio.sleep(0))\nsys.exit(len(sys.argv))\n")
+    (tmp_path / "args.py").write_text(
+        "import sys, asyncio\nasyncio.run(asyncio.sleep(0))\nsys.exit(len(sys.argv))\n"
+    )
     p = run_cli("doctor", "args.py", "a", "b", cwd=tmp_path)
     assert p.returncode == 3
 
@@ -194,7 +204,9 @@ def test_xray_own_cost_is_not_a_finding_and_thousands_of_tasks_are_grouped(tmp_p
     assert findings(p.stdout) == []
     report = p.stdout.split("── ferroloop doctor")[1].strip().splitlines()
     assert len(report) < 12, report  # not 2,009 lines: one row per coroutine
-    rows = {line.split()[0]: line.split() for line in report if line.startswith("  ") and line.split()[1:2] != []}
+    rows = {
+        line.split()[0]: line.split() for line in report if line.startswith("  ") and line.split()[1:2] != []
+    }
     assert rows["work"][1] == "2000" and rows["main"][1] == "1"
     grouped = next(i for i, line in enumerate(report) if "grouped by coroutine" in line)
     assert report.index("No problems found.") < grouped  # findings first

@@ -49,8 +49,12 @@ def test_an_attached_hook_hears_each_event_once():
 
         assert loop.run_until_complete(loop.create_task(main(), name="main")) == 9
         loop.call_exception_handler({"message": "seen by the hook"})
-        assert spy.events == [("task", "main"), ("task", "child"), ("submit", "pow", (3, 2)),
-                              ("error", "seen by the hook")]
+        assert spy.events == [
+            ("task", "main"),
+            ("task", "child"),
+            ("submit", "pow", (3, 2)),
+            ("error", "seen by the hook"),
+        ]
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         assert spy.events[-1] == ("closing", False)

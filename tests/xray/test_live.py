@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-APP = textwrap.dedent('''
+APP = textwrap.dedent("""
     import asyncio, sys, time
     from aiohttp import web
 
@@ -47,7 +47,7 @@ APP = textwrap.dedent('''
         await asyncio.sleep(120)
 
     asyncio.run(main())
-''')
+""")
 
 
 def _line_of(marker):
@@ -55,7 +55,9 @@ def _line_of(marker):
 
 
 def _ferroloop(*args, timeout=30):
-    return subprocess.run([sys.executable, "-m", "ferroloop", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ferroloop", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _poll(check, deadline, what):
@@ -74,8 +76,14 @@ def server(tmp_path):
     (tmp_path / "app.py").write_text(APP)
     sock = str(tmp_path / "mon.sock")
     env = dict(os.environ, FERROLOOP_XRAY_SOCKET=sock)
-    proc = subprocess.Popen([sys.executable, "-m", "ferroloop", "run", str(tmp_path / "app.py")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferroloop", "run", str(tmp_path / "app.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("ready"), (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -121,11 +129,17 @@ def test_ps_lists_in_flight_requests_then_top_shows_the_block(server):
     env_cmd = f"{sys.executable} -m ferroloop top --interval 0.2 {sock}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", env_cmd], check=True)
     try:
-        def pane():
-            return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                  text=True).stdout
 
-        _poll(lambda: "ferroloop top" in pane() and "slow_handler" in pane(), time.monotonic() + 20, "top's first frame")
+        def pane():
+            return subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+
+        _poll(
+            lambda: "ferroloop top" in pane() and "slow_handler" in pane(),
+            time.monotonic() + 20,
+            "top's first frame",
+        )
         block_at = f"time.sleep at app.py:{_line_of('BLOCK_LINE')}"
         blocker = _get(port, "/block")
         start = time.monotonic()
@@ -148,12 +162,15 @@ def _other_user():
     if not shutil.which("runuser"):
         pytest.skip("runuser is not installed")
     if subprocess.run(["id", OTHER_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER],
+            check=True,
+            capture_output=True,
+        )
     return OTHER_USER
 
 
-CONNECT = textwrap.dedent('''
+CONNECT = textwrap.dedent("""
     import json, socket, sys
     s = socket.socket(socket.AF_UNIX)
     try:
@@ -171,7 +188,7 @@ CONNECT = textwrap.dedent('''
             break
         data += chunk
     print("answer", data.decode().strip())
-''')
+""")
 
 
 def _system_python():
@@ -198,8 +215,12 @@ def test_socket_is_0600_and_other_users_are_refused():
     path = os.path.join(public, "mon.sock")
 
     def connect_as_other():
-        p = subprocess.run(["runuser", "-u", user, "--", python, "-c", CONNECT, path], capture_output=True,
-                           text=True, timeout=30)
+        p = subprocess.run(
+            ["runuser", "-u", user, "--", python, "-c", CONNECT, path],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert p.returncode == 0, p.stderr
         return p.stdout.strip()
 
@@ -270,8 +291,12 @@ def test_vanishing_clients_and_bad_requests_do_not_disturb_the_program(tmp_path)
             assert await work == 200
             names = [t["name"] for t in snap["loops"][0]["tasks"]]
             assert "ticker" in names  # the program's own name kept
-            assert any(n.startswith("test_vanishing_clients_and_bad_requests_do_not_disturb_the_program."
-                                    "<locals>.main#") for n in names)
+            assert any(
+                n.startswith(
+                    "test_vanishing_clients_and_bad_requests_do_not_disturb_the_program.<locals>.main#"
+                )
+                for n in names
+            )
         finally:
             xray.stop()
 
@@ -281,7 +306,8 @@ def test_vanishing_clients_and_bad_requests_do_not_disturb_the_program(tmp_path)
 def test_a_forked_child_serves_on_its_own_socket_and_leaves_the_parents(tmp_path):
     # FERROLOOP_XRAY_SOCKET names a directory: one socket per process, a forked worker too
     script = tmp_path / "forks.py"
-    script.write_text(textwrap.dedent('''
+    script.write_text(
+        textwrap.dedent("""
         import asyncio, os, sys
         import ferroloop
 
@@ -296,10 +322,12 @@ def test_a_forked_child_serves_on_its_own_socket_and_leaves_the_parents(tmp_path
             sys.exit(0)  # atexit runs: the parent's server (inherited) must not unlink its socket
         os.waitpid(pid, 0)
         print("parent", os.path.exists(sys.argv[1] + f"/ferroloop-{os.getpid()}.sock"), flush=True)
-    '''))
+    """)
+    )
     env = dict(os.environ, FERROLOOP_XRAY_SOCKET=str(tmp_path) + "/")
-    p = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.split()
     assert lines[0] == "child" and lines[2] == "True"  # served while it ran
@@ -331,9 +359,12 @@ def test_snapshot_counts_each_tasks_steps_and_names_what_it_waits_on():
         try:
             lock, q = asyncio.Lock(), asyncio.Queue()
             await lock.acquire()
-            tasks = [asyncio.create_task(stepper(5), name="five"), asyncio.create_task(locked(lock)),
-                     asyncio.create_task(queued(q)),
-                     asyncio.create_task(asyncio.to_thread(__import__("time").sleep, 0.5), name="in-thread")]
+            tasks = [
+                asyncio.create_task(stepper(5), name="five"),
+                asyncio.create_task(locked(lock)),
+                asyncio.create_task(queued(q)),
+                asyncio.create_task(asyncio.to_thread(__import__("time").sleep, 0.5), name="in-thread"),
+            ]
             for _ in range(10):
                 await asyncio.sleep(0)
             snap = await asyncio.to_thread(mon.snapshot)
@@ -351,7 +382,9 @@ def test_snapshot_counts_each_tasks_steps_and_names_what_it_waits_on():
     assert five["steps"] == 6 and five["age"] is not None and five["waits_on"] == "timer"
     assert five["where"].startswith("test_live.py:") and five["where_func"].endswith("<locals>.stepper")
     assert [c["name"] for c in five["chain"]][-2:] == [
-        "test_snapshot_counts_each_tasks_steps_and_names_what_it_waits_on.<locals>.stepper", "sleep"]
+        "test_snapshot_counts_each_tasks_steps_and_names_what_it_waits_on.<locals>.stepper",
+        "sleep",
+    ]
     by_coro = {t["coro"].rsplit(".", 1)[-1]: t for t in tasks.values()}
     assert by_coro["locked"]["waits_on"] == "lock"
     assert by_coro["queued"]["waits_on"] == "queue"
@@ -364,7 +397,8 @@ def test_auto_socket_is_found_by_pid(tmp_path):
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     script = tmp_path / "idle.py"
-    script.write_text(textwrap.dedent('''
+    script.write_text(
+        textwrap.dedent("""
         import asyncio
 
         async def idle_forever():
@@ -372,18 +406,25 @@ def test_auto_socket_is_found_by_pid(tmp_path):
             await asyncio.sleep(60)
 
         asyncio.run(idle_forever())
-    '''))
+    """)
+    )
     env = dict(os.environ, FERROLOOP_XRAY_SOCKET="auto", XDG_RUNTIME_DIR=str(runtime))
-    proc = subprocess.Popen([sys.executable, "-m", "ferroloop", "run", str(script)], env=env, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferroloop", "run", str(script)], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
         sock = runtime / "ferroloop" / f"{proc.pid}.sock"
         assert oct(os.stat(runtime / "ferroloop").st_mode & 0o777) == "0o700"
         # the client need not share the server's XDG_RUNTIME_DIR: it reads the target's
         client_env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
-        p = subprocess.run([sys.executable, "-m", "ferroloop", "ps", str(proc.pid)], capture_output=True, text=True,
-                           env=client_env, timeout=30)
+        p = subprocess.run(
+            [sys.executable, "-m", "ferroloop", "ps", str(proc.pid)],
+            capture_output=True,
+            text=True,
+            env=client_env,
+            timeout=30,
+        )
         assert p.returncode == 0, p.stderr
         assert "idle_forever#1" in p.stdout and "in idle_forever" in p.stdout
         assert sock.exists()

@@ -57,6 +57,7 @@ def test_blocking_event_is_an_opentelemetry_span():
 
     telemetry._tracer = provider.get_tracer("ferroloop.xray")  # not the global: other tests may set it
     try:
+
         def crunch():
             end = time.thread_time() + 0.1
             while time.thread_time() < end:
@@ -81,8 +82,10 @@ def test_blocking_event_is_an_opentelemetry_span():
         assert blocked.attributes["code.function"] == "time.sleep"
         assert blocked.attributes["code.location"] == f"test_telemetry.py:{_line('time.sleep(0.1)')}"
         assert slow.attributes["code.location"].startswith("test_telemetry.py:")
-        assert re.fullmatch(r"test_blocking_event_is_an_opentelemetry_span\.<locals>\.main#\d+",
-                            blocked.attributes["ferroloop.task"])
+        assert re.fullmatch(
+            r"test_blocking_event_is_an_opentelemetry_span\.<locals>\.main#\d+",
+            blocked.attributes["ferroloop.task"],
+        )
         assert start <= blocked.start_time < blocked.end_time <= time.time_ns()
         assert blocked.end_time - blocked.start_time >= 0.1e9
     finally:

@@ -15,8 +15,11 @@ from ferroloop import xray
 
 
 def spans(trace, lane_prefix):
-    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
-             if e["ph"] == "M" and e["name"] == "thread_name"}
+    names = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in trace["traceEvents"]
+        if e["ph"] == "M" and e["name"] == "thread_name"
+    }
     out = {}
     for e in trace["traceEvents"]:
         if e["ph"] == "X" and names.get((e["pid"], e["tid"]), "").startswith(lane_prefix):
@@ -87,7 +90,7 @@ def test_html_page_is_package_data():
     assert page.startswith("<!DOCTYPE html>") and page.count("@TITLE@") == 2 and page.count("@DATA@") == 1
     out = html_page({"traceEvents": [{"name": "</script>@TITLE@"}]}, title="a <b>")
     assert out.count("<title>a &lt;b&gt;</title>") == 1 and "@DATA@" not in out
-    assert '"</script>@TITLE@"'.replace("</", "<\\/") in out   # the data is not read as markup
+    assert '"</script>@TITLE@"'.replace("</", "<\\/") in out  # the data is not read as markup
 
 
 def _chromium():
@@ -102,10 +105,18 @@ def test_html_timeline_renders_in_headless_chromium(tmp_path, seed):
     p = run_cli("trace", "ex3_create_task.py", "-o", str(page))
     assert p.returncode == 0, p.stderr
     args = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,420"]
-    dom = subprocess.run(args + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        args + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     assert 'data-rendered="1"' in dom  # the page's own script ran to the end
     assert dom.count('class="lane"') == 5  # loop, timers, main and its two tasks
-    for name in ("loop thread (busy)", "timers", "task main#1", "task async_function#2", "task async_function#3"):
+    for name in (
+        "loop thread (busy)",
+        "timers",
+        "task main#1",
+        "task async_function#2",
+        "task async_function#3",
+    ):
         assert f'data-name="{name}"' in dom
     assert dom.count('data-cat="wait-timer"') >= 2 and dom.count('data-cat="step"') >= 6
     os.makedirs(ARTIFACTS, exist_ok=True)
@@ -138,10 +149,19 @@ def test_html_page_groups_filters_and_zooms_many_tasks(tmp_path):
     page = tmp_path / "many.html"
     p = run_cli("trace", "many.py", "-o", str(page), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    args = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--dump-dom"]
+    args = [
+        browser,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1400,900",
+        "--dump-dom",
+    ]
 
     def dom(fragment=""):
-        out = subprocess.run(args + [page.as_uri() + fragment], capture_output=True, text=True, timeout=120).stdout
+        out = subprocess.run(
+            args + [page.as_uri() + fragment], capture_output=True, text=True, timeout=120
+        ).stdout
         assert 'data-rendered="1"' in out
         return out
 

@@ -19,9 +19,9 @@
 //! (OpenSSL's headers: libssl-dev); the runner builds without it when they are missing.
 
 use mio::net::{TcpStream, UdpSocket, UnixStream};
+use mio::{Events, Interest, Poll, Token};
 #[cfg(feature = "tls")]
 use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode};
-use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::process::exit;
@@ -59,16 +59,11 @@ fn json_str(s: &str) -> String {
 
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().unwrap_or_else(|| fail("usage: MODE (tcp|unix|udp) --addr A [--size N] [--conns N] [--duration S] [--max-msgs N]"));
-    let mut a = Args {
-        mode,
-        addr: String::new(),
-        size: 1024,
-        conns: 1,
-        duration: 3.0,
-        max_msgs: 10_000_000,
-        udp_timeout: 0.2,
-    };
+    let mode = it.next().unwrap_or_else(|| {
+        fail("usage: MODE (tcp|unix|udp) --addr A [--size N] [--conns N] [--duration S] [--max-msgs N]")
+    });
+    let mut a =
+        Args { mode, addr: String::new(), size: 1024, conns: 1, duration: 3.0, max_msgs: 10_000_000, udp_timeout: 0.2 };
     while let Some(flag) = it.next() {
         let val = it.next().unwrap_or_else(|| fail(&format!("{flag} needs a value")));
         let bad = || -> ! { fail(&format!("bad value for {flag}: {val}")) };
@@ -131,10 +126,10 @@ impl Sock {
 
 struct Conn {
     sock: Sock,
-    sent: usize,     // bytes of the current message written
-    got: usize,      // bytes of the current message echoed back
+    sent: usize,      // bytes of the current message written
+    got: usize,       // bytes of the current message echoed back
     started: Instant, // when the current message was begun
-    active: bool,    // a message is in flight
+    active: bool,     // a message is in flight
 }
 
 struct Stats {
@@ -218,7 +213,15 @@ fn cpu_secs() -> f64 {
 }
 
 /// Drive one connection as far as it goes without blocking. Returns false on a fatal error.
-fn progress(c: &mut Conn, msg: &[u8], rbuf: &mut [u8], stats: &mut Stats, may_start: &dyn Fn(u64) -> bool, dgram: bool, expect: usize) -> bool {
+fn progress(
+    c: &mut Conn,
+    msg: &[u8],
+    rbuf: &mut [u8],
+    stats: &mut Stats,
+    may_start: &dyn Fn(u64) -> bool,
+    dgram: bool,
+    expect: usize,
+) -> bool {
     let size = msg.len();
     loop {
         if !c.active {
@@ -295,9 +298,7 @@ fn main() {
     let mut conns: Vec<Conn> = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
         let mut sock = connect(&args);
-        poll.registry()
-            .register(sock.source(), Token(i), Interest::READABLE | Interest::WRITABLE)
-            .unwrap();
+        poll.registry().register(sock.source(), Token(i), Interest::READABLE | Interest::WRITABLE).unwrap();
         conns.push(Conn { sock, sent: 0, got: 0, started: Instant::now(), active: true });
     }
     let mut stats = Stats { done: 0, lost: 0, errors: 0, lat_ns: Vec::with_capacity(1 << 20) };
@@ -324,7 +325,8 @@ fn main() {
         if active == 0 || now >= grace {
             break;
         }
-        let wait = if now < deadline { (deadline - now).min(Duration::from_millis(50)) } else { Duration::from_millis(50) };
+        let wait =
+            if now < deadline { (deadline - now).min(Duration::from_millis(50)) } else { Duration::from_millis(50) };
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 fail(&format!("poll: {e}"));

@@ -53,11 +53,7 @@ def detect_edges_tutorial(img: Image.Image) -> Image.Image:
             y = (i // width) + dy
             if 0 <= x < width and 0 <= y < height:
                 neighbor_r, neighbor_g, neighbor_b = data[y * width + x]
-                diff = (
-                    abs(current_r - neighbor_r)
-                    + abs(current_g - neighbor_g)
-                    + abs(current_b - neighbor_b)
-                )
+                diff = abs(current_r - neighbor_r) + abs(current_g - neighbor_g) + abs(current_b - neighbor_b)
                 total_diff += diff
                 neighbor_count += 1
         if neighbor_count > 0:
@@ -83,9 +79,9 @@ def detect_edges_vectorised(img: Image.Image) -> Image.Image:
     height, width = a.shape[:2]
     total = np.zeros((height, width), np.int32)
     count = np.zeros((height, width), np.int32)
-    total[:, :-1] += np.abs(a[:, :-1] - a[:, 1:]).sum(axis=2)   # right neighbour
+    total[:, :-1] += np.abs(a[:, :-1] - a[:, 1:]).sum(axis=2)  # right neighbour
     count[:, :-1] += 1
-    total[:-1, :] += np.abs(a[:-1, :] - a[1:, :]).sum(axis=2)   # lower neighbour
+    total[:-1, :] += np.abs(a[:-1, :] - a[1:, :]).sum(axis=2)  # lower neighbour
     count[:-1, :] += 1
     edges = np.zeros((height, width), bool)
     has = count > 0

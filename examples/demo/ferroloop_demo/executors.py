@@ -69,7 +69,7 @@ class ProcessPoolFactory(ExecutorFactory):
                 from multiprocessing import forkserver
 
                 forkserver.ensure_running()
-            else:                                  # pragma: no cover (not on Linux/macOS)
+            else:  # pragma: no cover (not on Linux/macOS)
                 ctx = multiprocessing.get_context("spawn")
             self.context = ctx
         return self
@@ -117,13 +117,20 @@ class DaskFactory(ExecutorFactory):
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:
-            raise SystemExit("the Dask executor needs dask[distributed] (examples/demo/requirements.txt)") from exc
+            raise SystemExit(
+                "the Dask executor needs dask[distributed] (examples/demo/requirements.txt)"
+            ) from exc
         if self.address is None:
             # One single-threaded worker process per core: the detector is pure Python, so
             # threads in a worker would only queue on its GIL.
-            self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=logging.ERROR,
-                                        host="127.0.0.1")
+            self.cluster = LocalCluster(
+                n_workers=self.n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                host="127.0.0.1",
+            )
             self.client = Client(self.cluster, timeout=self.start_timeout)
         else:
             self.client = Client(self.address, timeout=self.start_timeout)
@@ -157,7 +164,7 @@ def make_executor_factory(spec: str) -> ExecutorFactory:
     if spec == "dask-local":
         return DaskFactory(None)
     if spec.startswith("dask://"):
-        hostport = spec[len("dask://"):]
+        hostport = spec[len("dask://") :]
         if not hostport:
             raise ValueError("dask://HOST:PORT needs a host and port")
         return DaskFactory(f"tcp://{hostport}")

@@ -35,7 +35,7 @@ def _ridge(rng, width, base, amplitude, roughness):
     x = np.linspace(0.0, 1.0, width)
     y = np.zeros(width)
     for octave in range(7):
-        freq = rng.uniform(0.7, 1.3) * 2.0 ** octave
+        freq = rng.uniform(0.7, 1.3) * 2.0**octave
         y += np.sin(2 * np.pi * (freq * x + rng.uniform())) * amplitude / 2.0 ** (octave * roughness)
     walk = np.cumsum(rng.normal(0.0, amplitude * 0.004, width))
     walk -= np.linspace(walk[0], walk[-1], width)
@@ -45,9 +45,9 @@ def _ridge(rng, width, base, amplitude, roughness):
 def _texture(rng, height, width, cell):
     """Smooth 2-D value noise in [-1, 1]: a coarse random grid, upsampled bicubically."""
     gh, gw = height // cell + 2, width // cell + 2
-    grid = Image.fromarray(((rng.random((gh, gw)) * 255)).astype(np.uint8), "L")
+    grid = Image.fromarray((rng.random((gh, gw)) * 255).astype(np.uint8), "L")
     big = grid.resize((gw * cell, gh * cell), Image.BICUBIC)
-    return (np.asarray(big, np.float32)[:height, :width] / 127.5 - 1.0)
+    return np.asarray(big, np.float32)[:height, :width] / 127.5 - 1.0
 
 
 def photo_array(index: int, size=DEFAULT_SIZE) -> np.ndarray:
@@ -56,7 +56,7 @@ def photo_array(index: int, size=DEFAULT_SIZE) -> np.ndarray:
     rng = np.random.default_rng(1_000_003 * (index + 1))
     f32 = np.float32
     top, horizon_col, near, far, sun_col = (np.array(c, f32) for c in _PALETTES[index % len(_PALETTES)])
-    shift = rng.normal(0, 12, 3).astype(f32)                # vary the palette a little
+    shift = rng.normal(0, 12, 3).astype(f32)  # vary the palette a little
     top, horizon_col = np.clip(top + shift, 0, 255), np.clip(horizon_col + shift, 0, 255)
 
     yy = np.arange(height, dtype=f32)[:, None]
@@ -90,14 +90,16 @@ def photo_array(index: int, size=DEFAULT_SIZE) -> np.ndarray:
         if y1 <= y0 or x1 <= x0:
             continue
         streak = 0.75 + 0.25 * _texture(rng, y1 - y0, x1 - x0, 24)
-        c = (np.exp(-(((xx[:, x0:x1] - cx) / a) ** 2 + ((yy[y0:y1] - cy) / b) ** 2)) * 0.6 * streak)[..., None]
+        c = (np.exp(-(((xx[:, x0:x1] - cx) / a) ** 2 + ((yy[y0:y1] - cy) / b) ** 2)) * 0.6 * streak)[
+            ..., None
+        ]
         img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - c) + white * c
 
     # Mountain ridges, far (hazy) to near (dark), rocky, shaded from the crest down.
     rock = _texture(rng, horizon, width, 9) * 0.6 + _texture(rng, horizon, width, 3) * 0.4
     layers = int(rng.integers(3, 6))
     for k in range(layers):
-        depth = k / max(1, layers - 1)                      # 0 far .. 1 near
+        depth = k / max(1, layers - 1)  # 0 far .. 1 near
         base = horizon - height * (0.2 - 0.14 * depth) * rng.uniform(0.8, 1.2)
         ridge = _ridge(rng, width, base, height * (0.03 + 0.04 * depth), rng.uniform(0.55, 0.8))
         colour = far * (1 - depth) + near * depth
@@ -110,7 +112,10 @@ def photo_array(index: int, size=DEFAULT_SIZE) -> np.ndarray:
     # Lake below the horizon: everything above, mirrored, darker, with ripples.
     rows = height - horizon
     src = np.clip(2 * horizon - 1 - np.arange(horizon, height), 0, horizon - 1)
-    ripple = (np.sin(np.arange(rows)[:, None] * 0.7 + np.arange(width)[None, :] * 0.015) * (2 + np.arange(rows)[:, None] * 0.02)).astype(int)
+    ripple = (
+        np.sin(np.arange(rows)[:, None] * 0.7 + np.arange(width)[None, :] * 0.015)
+        * (2 + np.arange(rows)[:, None] * 0.02)
+    ).astype(int)
     cols = np.clip(np.arange(width)[None, :] + ripple, 0, width - 1)
     img[horizon:] = img[src[:, None], cols] * 0.7 + np.array([10, 25, 35], f32) * 0.3
 

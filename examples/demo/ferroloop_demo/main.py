@@ -80,15 +80,20 @@ def _run(ns) -> int:
     print(f"  output: {out}")
 
     t0 = time.perf_counter()
-    with ImageServer(ns.count, latency=ns.latency, bandwidth=bandwidth, fail=ns.fail, size=ns.size,
-                     loop=ns.server_loop) as server:
+    with ImageServer(
+        ns.count, latency=ns.latency, bandwidth=bandwidth, fail=ns.fail, size=ns.size, loop=ns.server_loop
+    ) as server:
         bw = "unlimited" if bandwidth <= 0 else f"{ns.bandwidth:g} KB/s per download"
-        print(f"  image server: {server.url} on {ns.server_loop} (started in {time.perf_counter() - t0:.1f} s); "
-              f"latency {ns.latency:g} s, {bw}" + (f"; told to fail {ns.fail}" if ns.fail else ""))
+        print(
+            f"  image server: {server.url} on {ns.server_loop} (started in {time.perf_counter() - t0:.1f} s); "
+            f"latency {ns.latency:g} s, {bw}" + (f"; told to fail {ns.fail}" if ns.fail else "")
+        )
         if any(v in ("async", "limits") for v, _ in runs):
             t1 = time.perf_counter()
             executors.start()
-            print(f"  edge detection in the async variants: {executors.label} (ready in {time.perf_counter() - t1:.1f} s)")
+            print(
+                f"  edge detection in the async variants: {executors.label} (ready in {time.perf_counter() - t1:.1f} s)"
+            )
         results = []
         try:
             for variant, loop in runs:
@@ -96,15 +101,24 @@ def _run(ns) -> int:
                 run_dir = out / name
                 shutil.rmtree(run_dir, ignore_errors=True)
                 settings = pipeline.Settings(
-                    urls=server.image_urls(), out_dir=run_dir, detector=ns.detector, timeout=ns.timeout,
-                    retries=ns.retries, backoff=ns.backoff, download_limit=ns.download_limit,
-                    cpu_workers=ns.cpu_workers, progress=progress,
+                    urls=server.image_urls(),
+                    out_dir=run_dir,
+                    detector=ns.detector,
+                    timeout=ns.timeout,
+                    retries=ns.retries,
+                    backoff=ns.backoff,
+                    download_limit=ns.download_limit,
+                    cpu_workers=ns.cpu_workers,
+                    progress=progress,
                 )
                 title = pipeline.VARIANT_TITLES[variant] + ("" if loop == "none" else f" on {loop}")
                 print(f"\n=== {title} " + "=" * max(0, 60 - len(title)), flush=True)
                 result = pipeline.run_variant(variant, loop, settings, executors)
                 results.append(result)
-                print(f"edge detection: {result.executor}" + (f"; loop: {result.loop_type}" if result.loop_type else ""))
+                print(
+                    f"edge detection: {result.executor}"
+                    + (f"; loop: {result.loop_type}" if result.loop_type else "")
+                )
                 print(report.tutorial_report(result), flush=True)
         finally:
             executors.close()
@@ -113,19 +127,26 @@ def _run(ns) -> int:
     print(report.comparison_table(results, ns.count))
     same, n = report.compare_outputs(results)
     if len(results) > 1:
-        print(f"\nProcessed images identical in all {len(results)} runs: {'yes' if same else 'NO'} "
-              f"({n} images compared byte for byte)")
+        print(
+            f"\nProcessed images identical in all {len(results)} runs: {'yes' if same else 'NO'} "
+            f"({n} images compared byte for byte)"
+        )
     else:
         print()
     if ns.chart and results:
-        path = report.chart(results, out / "times.png",
-                            f"{ns.count} images, {width}x{height}; latency {ns.latency:g} s, {bw}; "
-                            f"{ns.detector} edge detector")
+        path = report.chart(
+            results,
+            out / "times.png",
+            f"{ns.count} images, {width}x{height}; latency {ns.latency:g} s, {bw}; "
+            f"{ns.detector} edge detector",
+        )
         print(f"Chart: {path}")
     pair = report.headline(results)
     if pair:
         best, base = pair
-        print(f"{pipeline.VARIANT_TITLES[best.variant]} on {best.loop}: {best.total_time:.2f} s; "
-              f"sequential: {base.total_time:.2f} s")
+        print(
+            f"{pipeline.VARIANT_TITLES[best.variant]} on {best.loop}: {best.total_time:.2f} s; "
+            f"sequential: {base.total_time:.2f} s"
+        )
         print(f"async+processes vs sequential: {base.total_time / best.total_time:.1f}x faster")
     return 0 if same else 1

@@ -41,8 +41,8 @@ VARIANT_TITLES = {
     "async": "async + processes",
     "limits": "async + processes, with limits",
 }
-DOWNLOAD_LIMIT = 4                     # the tutorial's Semaphore(4)
-CPU_WORKERS = os.cpu_count() or 1      # the tutorial's max_workers=os.cpu_count()
+DOWNLOAD_LIMIT = 4  # the tutorial's Semaphore(4)
+CPU_WORKERS = os.cpu_count() or 1  # the tutorial's max_workers=os.cpu_count()
 
 
 @dataclass
@@ -50,11 +50,11 @@ class Settings:
     """What every variant shares."""
 
     urls: list[str]
-    out_dir: Path                      # this run's folder: original/ and processed/ go in it
+    out_dir: Path  # this run's folder: original/ and processed/ go in it
     detector: str = "tutorial"
-    timeout: float = 10.0              # seconds per request attempt, body included
-    retries: int = 3                   # attempts per image, the first one included
-    backoff: float = 0.5               # seconds before the 2nd attempt, doubling after
+    timeout: float = 10.0  # seconds per request attempt, body included
+    retries: int = 3  # attempts per image, the first one included
+    backoff: float = 0.5  # seconds before the 2nd attempt, doubling after
     download_limit: int = DOWNLOAD_LIMIT
     cpu_workers: int = CPU_WORKERS
     progress: bool = False
@@ -72,7 +72,7 @@ class Settings:
 class Failure:
     img_num: int
     url: str
-    stage: str                         # "download" or "process"
+    stage: str  # "download" or "process"
     error: str
     attempts: int = 1
 
@@ -84,14 +84,14 @@ class Failure:
 @dataclass
 class RunResult:
     variant: str
-    loop: str                          # "ferroloop", "asyncio" or "none" (sequential)
-    executor: str                      # where the edge detection ran
+    loop: str  # "ferroloop", "asyncio" or "none" (sequential)
+    executor: str  # where the edge detection ran
     downloaded: list[Path] = field(default_factory=list)
     processed: list[Path] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     download_time: float = 0.0
     process_time: float = 0.0
-    loop_type: str = ""                # the running loop's class, as seen from inside
+    loop_type: str = ""  # the running loop's class, as seen from inside
 
     @property
     def total_time(self) -> float:
@@ -154,10 +154,17 @@ def _collect(results, numbered, stage: str, failures: list[Failure]) -> list[Pat
     for (img_num, url), result in zip(numbered, results, strict=True):
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
-                raise result            # KeyboardInterrupt, CancelledError: not ours to keep
+                raise result  # KeyboardInterrupt, CancelledError: not ours to keep
             attempts = getattr(result, "attempts", 1)
-            failures.append(Failure(img_num, url, stage, str(result) if isinstance(result, DownloadError)
-                                    else _http_error_message(result), attempts))
+            failures.append(
+                Failure(
+                    img_num,
+                    url,
+                    stage,
+                    str(result) if isinstance(result, DownloadError) else _http_error_message(result),
+                    attempts,
+                )
+            )
         else:
             ok.append(result)
     return ok
@@ -217,7 +224,7 @@ async def open_atomic_async(path: Path):
         await aiofiles.os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)             # no await here: this must run even when cancelled
+            os.unlink(tmp)  # no await here: this must run even when cancelled
         raise
 
 
@@ -239,8 +246,10 @@ async def download_with_retries(client, url, img_num, settings: Settings, limit=
     while backing off, so a failing image does not keep a slot from the others."""
     for attempt in range(1, settings.retries + 1):
         try:
-            async with (limit or contextlib.nullcontext()):
-                return await download_single_image(client, url, img_num, settings.original_dir, settings.timeout)
+            async with limit or contextlib.nullcontext():
+                return await download_single_image(
+                    client, url, img_num, settings.original_dir, settings.timeout
+                )
         except Exception as exc:
             if attempt == settings.retries or not is_retryable(exc):
                 raise DownloadError(_http_error_message(exc), attempt) from exc
@@ -273,11 +282,15 @@ def run_sequential(settings: Settings) -> RunResult:
         outcomes = []
         for path in result.downloaded:
             try:
-                outcomes.append(edges.process_single_image(path, settings.processed_dir / path.name, settings.detector))
+                outcomes.append(
+                    edges.process_single_image(path, settings.processed_dir / path.name, settings.detector)
+                )
             except Exception as exc:
                 outcomes.append(exc)
             bars.processed()
-        result.processed = _collect(outcomes, _numbered_paths(result.downloaded, settings), "process", result.failures)
+        result.processed = _collect(
+            outcomes, _numbered_paths(result.downloaded, settings), "process", result.failures
+        )
         finished = time.perf_counter()
     result.download_time = proc_start - start
     result.process_time = finished - proc_start
@@ -310,13 +323,16 @@ async def run_threads(settings: Settings) -> RunResult:
 
         async def process(path):
             try:
-                return await asyncio.to_thread(edges.process_single_image, path,
-                                               settings.processed_dir / path.name, settings.detector)
+                return await asyncio.to_thread(
+                    edges.process_single_image, path, settings.processed_dir / path.name, settings.detector
+                )
             finally:
                 bars.processed()
 
         outcomes = await asyncio.gather(*(process(p) for p in result.downloaded), return_exceptions=True)
-        result.processed = _collect(outcomes, _numbered_paths(result.downloaded, settings), "process", result.failures)
+        result.processed = _collect(
+            outcomes, _numbered_paths(result.downloaded, settings), "process", result.failures
+        )
         finished = time.perf_counter()
     result.download_time = proc_start - start
     result.process_time = finished - proc_start
@@ -359,9 +375,10 @@ async def process_one_in_executor(executor, path: Path, save_path: Path, detecto
 async def _process_all(paths: list[Path], settings: Settings, bars: Bars, executor, limit) -> list:
     async def process(path):
         try:
-            async with (limit or contextlib.nullcontext()):
-                return await process_one_in_executor(executor, path, settings.processed_dir / path.name,
-                                                     settings.detector)
+            async with limit or contextlib.nullcontext():
+                return await process_one_in_executor(
+                    executor, path, settings.processed_dir / path.name, settings.detector
+                )
         finally:
             bars.processed()
 
@@ -386,7 +403,9 @@ async def run_async(settings: Settings, executors: ExecutorFactory, *, limits: b
         with executors.open(max_workers=settings.cpu_workers) as executor:
             cpu_limit = asyncio.Semaphore(settings.cpu_workers) if limits and not executors.sized else None
             outcomes = await _process_all(result.downloaded, settings, bars, executor, cpu_limit)
-        result.processed = _collect(outcomes, _numbered_paths(result.downloaded, settings), "process", result.failures)
+        result.processed = _collect(
+            outcomes, _numbered_paths(result.downloaded, settings), "process", result.failures
+        )
         finished = time.perf_counter()
     result.download_time = proc_start - start
     result.process_time = finished - proc_start
@@ -409,7 +428,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
         return ferroloop.new_event_loop
     if name == "asyncio":
-        return asyncio.SelectorEventLoop      # the stock loop asyncio.run() makes on Unix
+        return asyncio.SelectorEventLoop  # the stock loop asyncio.run() makes on Unix
     raise ValueError(f"unknown loop {name!r} (choose from {', '.join(LOOPS)})")
 
 
@@ -427,4 +446,3 @@ def run_variant(variant: str, loop: str, settings: Settings, executors: Executor
         result = runner.run(coro)
     result.loop = loop
     return result
-

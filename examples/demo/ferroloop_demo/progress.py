@@ -17,8 +17,12 @@ class Bars:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
-                TextColumn("{task.description:<24}"), BarColumn(bar_width=40), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=Console(stderr=True), refresh_per_second=8,
+                TextColumn("{task.description:<24}"),
+                BarColumn(bar_width=40),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                refresh_per_second=8,
             )
             self._progress.start()
             self._download = self._progress.add_task(f"{self.title}: download", total=self.total)

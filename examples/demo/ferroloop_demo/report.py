@@ -33,21 +33,30 @@ def run_title(r: RunResult) -> str:
 
 def comparison_table(results: list[RunResult], expected: int) -> str:
     base = next((r for r in results if r.variant == "sequential"), None)
-    head = (f"{'variant':<32} {'loop':<10} {'edges in':<13} {'images':>7} {'download':>10} {'processing':>11} "
-            f"{'total':>9} {'speed-up':>9}")
+    head = (
+        f"{'variant':<32} {'loop':<10} {'edges in':<13} {'images':>7} {'download':>10} {'processing':>11} "
+        f"{'total':>9} {'speed-up':>9}"
+    )
     rows = [head, "-" * len(head)]
     for r in results:
         speed = f"{base.total_time / r.total_time:.1f}x" if base and r.total_time > 0 else "-"
         loop = "-" if r.loop == "none" else r.loop
-        rows.append(f"{VARIANT_TITLES[r.variant]:<32} {loop:<10} {short_executor(r.executor):<13} "
-                    f"{len(r.processed):>3}/{expected:<3} "
-                    f"{r.download_time:>8.2f} s {r.process_time:>9.2f} s {r.total_time:>7.2f} s {speed:>9}")
+        rows.append(
+            f"{VARIANT_TITLES[r.variant]:<32} {loop:<10} {short_executor(r.executor):<13} "
+            f"{len(r.processed):>3}/{expected:<3} "
+            f"{r.download_time:>8.2f} s {r.process_time:>9.2f} s {r.total_time:>7.2f} s {speed:>9}"
+        )
     return "\n".join(rows)
 
 
 def short_executor(label: str) -> str:
-    for prefix, short in (("ProcessPool", "processes"), ("ThreadPool", "thread pool"), ("threads", "threads"),
-                          ("Dask, local", "Dask (local)"), ("Dask", "Dask")):
+    for prefix, short in (
+        ("ProcessPool", "processes"),
+        ("ThreadPool", "thread pool"),
+        ("threads", "threads"),
+        ("Dask, local", "Dask (local)"),
+        ("Dask", "Dask"),
+    ):
         if label.startswith(prefix):
             return short
     return "main thread" if label == "this thread" else label[:13]

@@ -84,7 +84,7 @@ def make_app(images: dict[int, bytes], *, latency: float, bandwidth: float, fail
         start = time.monotonic()
         sent = 0
         while sent < end:
-            piece = body[sent:min(end, sent + step)]
+            piece = body[sent : min(end, sent + step)]
             await response.write(piece)
             sent += len(piece)
             if bandwidth > 0:
@@ -119,16 +119,18 @@ def make_app(images: dict[int, bytes], *, latency: float, bandwidth: float, fail
             await send_body(request, response, body)
             await response.write_eof()
         except ConnectionError:
-            pass                       # the client went away mid-body: its business, not an error
+            pass  # the client went away mid-body: its business, not an error
         return response
 
     async def index(request):
-        return web.json_response({
-            "images": [f"/images/{n}.jpg" for n in sorted(images)],
-            "latency": latency,
-            "bandwidth": bandwidth,
-            "failures": {str(k): v for k, v in failures.items()},
-        })
+        return web.json_response(
+            {
+                "images": [f"/images/{n}.jpg" for n in sorted(images)],
+                "latency": latency,
+                "bandwidth": bandwidth,
+                "failures": {str(k): v for k, v in failures.items()},
+            }
+        )
 
     app = web.Application()
     app.router.add_get("/", index)
@@ -168,7 +170,9 @@ def build_parser():
     p.add_argument("--latency", type=float, default=0.3, help="seconds before each response's headers")
     p.add_argument("--bandwidth", type=float, default=60_000, help="bytes/s per download, 0 = unlimited")
     p.add_argument("--fail", default="", help="images to fail: N[:MODE],... modes: " + ", ".join(FAIL_MODES))
-    p.add_argument("--loop", choices=("ferroloop", "asyncio"), default="ferroloop", help="the server's event loop")
+    p.add_argument(
+        "--loop", choices=("ferroloop", "asyncio"), default="ferroloop", help="the server's event loop"
+    )
     return p
 
 
@@ -198,12 +202,22 @@ def _child_env():
 class ImageServer:
     """Start the image server in a child process; `url` is its base URL.
 
-        with ImageServer(count=12, latency=0.3, bandwidth=60_000) as server:
-            urls = server.image_urls()
+    with ImageServer(count=12, latency=0.3, bandwidth=60_000) as server:
+        urls = server.image_urls()
     """
 
-    def __init__(self, count=12, *, latency=0.3, bandwidth=60_000, fail="", size=(1920, 1080),
-                 quality=95, loop="ferroloop", start_timeout=120.0):
+    def __init__(
+        self,
+        count=12,
+        *,
+        latency=0.3,
+        bandwidth=60_000,
+        fail="",
+        size=(1920, 1080),
+        quality=95,
+        loop="ferroloop",
+        start_timeout=120.0,
+    ):
         if isinstance(fail, dict):
             fail = format_failures(fail)
         parse_failures(fail)
@@ -217,13 +231,30 @@ class ImageServer:
         return [f"{self.url}/images/{n}.jpg" for n in range(1, self.count + 1)]
 
     def start(self) -> "ImageServer":
-        cmd = [sys.executable, "-m", f"{__package__}.server", "--count", str(self.count),
-               "--latency", str(self.latency), "--bandwidth", str(self.bandwidth),
-               "--width", str(self.size[0]), "--height", str(self.size[1]),
-               "--quality", str(self.quality), "--loop", self.loop]
+        cmd = [
+            sys.executable,
+            "-m",
+            f"{__package__}.server",
+            "--count",
+            str(self.count),
+            "--latency",
+            str(self.latency),
+            "--bandwidth",
+            str(self.bandwidth),
+            "--width",
+            str(self.size[0]),
+            "--height",
+            str(self.size[1]),
+            "--quality",
+            str(self.quality),
+            "--loop",
+            self.loop,
+        ]
         if self.fail:
             cmd += ["--fail", self.fail]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_child_env())
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_child_env()
+        )
         deadline = time.monotonic() + self.start_timeout
         line = ""
         while time.monotonic() < deadline:
@@ -235,7 +266,9 @@ class ImageServer:
                 break
         if not line.startswith("READY "):
             self.stop()
-            raise RuntimeError(f"the image server did not start (exit code {self.proc.returncode}, said {line!r})")
+            raise RuntimeError(
+                f"the image server did not start (exit code {self.proc.returncode}, said {line!r})"
+            )
         self.url = line.split()[1]
         return self
 
@@ -244,7 +277,7 @@ class ImageServer:
         if proc is None:
             return
         try:
-            proc.stdin.close()          # the server stops when its stdin closes
+            proc.stdin.close()  # the server stops when its stdin closes
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()

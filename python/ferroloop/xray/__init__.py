@@ -22,12 +22,29 @@ loads only `hook`.
 
 import contextlib
 
-__all__ = ("Recorder", "Report", "Finding", "TaskStats", "BlockingEvent", "record", "serve", "watch",
-           "stop", "metrics")
+__all__ = (
+    "Recorder",
+    "Report",
+    "Finding",
+    "TaskStats",
+    "BlockingEvent",
+    "record",
+    "serve",
+    "watch",
+    "stop",
+    "metrics",
+)
 
 _LAZY = {
-    "Recorder": "recorder", "Report": "analysis", "Finding": "model", "TaskStats": "model",
-    "BlockingEvent": "model", "serve": "live", "watch": "live", "stop": "live", "metrics": "telemetry",
+    "Recorder": "recorder",
+    "Report": "analysis",
+    "Finding": "model",
+    "TaskStats": "model",
+    "BlockingEvent": "model",
+    "serve": "live",
+    "watch": "live",
+    "stop": "live",
+    "metrics": "telemetry",
 }
 
 

@@ -11,13 +11,13 @@ from .names import user_frame
 
 FIXES = {
     "blocking": "use the async form (await asyncio.sleep(...), an async client such as httpx or "
-                "aiohttp), or move the call off the loop: await asyncio.to_thread(...)",
+    "aiohttp), or move the call off the loop: await asyncio.to_thread(...)",
     "cpu": "move the computation to a process pool: await loop.run_in_executor(ProcessPoolExecutor(), ...)",
     "abandoned": "await the task (or gather it) before main() returns, or create it in an "
-                 "async with asyncio.TaskGroup() block",
+    "async with asyncio.TaskGroup() block",
     "unawaited": "await the coroutine, or schedule it with asyncio.create_task() and await the task",
     "orphans": "use asyncio.gather(..., return_exceptions=True), or asyncio.TaskGroup to cancel "
-               "the others when one fails",
+    "the others when one fails",
     "never_retrieved": "await the task (or call task.exception()) so its error is handled",
 }
 
@@ -34,27 +34,38 @@ class Report:
     def format(self):
         """Findings first, then the tasks: one row each, or — past GROUP_OVER tasks — one
         row per coroutine (count, classes, medians, the worst few by name)."""
-        out = [f"ferroloop x-ray: {len(self.tasks)} tasks, {self.entries} loop callbacks, "
-               f"loop busy {self.loop_busy:.3f}s of {self.wall:.3f}s", ""]
+        out = [
+            f"ferroloop x-ray: {len(self.tasks)} tasks, {self.entries} loop callbacks, "
+            f"loop busy {self.loop_busy:.3f}s of {self.wall:.3f}s",
+            "",
+        ]
         if not self.findings:
             out.append("No problems found.")
         for f in self.findings:
             out.append(str(f))
         if self.tasks and len(self.tasks) <= GROUP_OVER:
             out.append("")
-            out.append(f"  {'task':<18} {'class':<10} {'steps':>5} {'running':>9} {'cpu':>8} {'waiting':>9}  waited on")
+            out.append(
+                f"  {'task':<18} {'class':<10} {'steps':>5} {'running':>9} {'cpu':>8} {'waiting':>9}  waited on"
+            )
             for t in self.tasks:
-                out.append(f"  {t.name:<18} {t.kind:<10} {t.steps:>5} {t.running:>8.3f}s {t.cpu:>7.3f}s "
-                           f"{t.waiting:>8.3f}s  {_waits(t.waits) or '-'}")
+                out.append(
+                    f"  {t.name:<18} {t.kind:<10} {t.steps:>5} {t.running:>8.3f}s {t.cpu:>7.3f}s "
+                    f"{t.waiting:>8.3f}s  {_waits(t.waits) or '-'}"
+                )
         elif self.tasks:
             out.append("")
             out.append("  tasks grouped by coroutine (medians; worst by time on the loop):")
-            out.append(f"  {'coroutine':<24} {'tasks':>6} {'class':<16} {'steps':>5} {'running':>9} {'cpu':>8} "
-                       f"{'waiting':>9}  {'worst':<32} waited on (all)")
+            out.append(
+                f"  {'coroutine':<24} {'tasks':>6} {'class':<16} {'steps':>5} {'running':>9} {'cpu':>8} "
+                f"{'waiting':>9}  {'worst':<32} waited on (all)"
+            )
             for g in group_tasks(self.tasks):
-                out.append(f"  {g['coro']:<24} {g['count']:>6} {g['classes']:<16} {g['steps']:>5} "
-                           f"{g['running']:>8.3f}s {g['cpu']:>7.3f}s {g['waiting']:>8.3f}s  {g['worst']:<32} "
-                           f"{g['waits'] or '-'}")
+                out.append(
+                    f"  {g['coro']:<24} {g['count']:>6} {g['classes']:<16} {g['steps']:>5} "
+                    f"{g['running']:>8.3f}s {g['cpu']:>7.3f}s {g['waiting']:>8.3f}s  {g['worst']:<32} "
+                    f"{g['waits'] or '-'}"
+                )
         return "\n".join(out)
 
 
@@ -88,13 +99,19 @@ def group_tasks(tasks):
                 kind = "task" if k.startswith("task ") else k
                 waits[kind] = waits.get(kind, 0.0) + v
         worst = sorted(members, key=lambda t: -t.running)[:3]
-        out.append({"coro": coro, "count": len(members),
-                    "classes": ", ".join(f"{n} {k}" if len(classes) > 1 else k for k, n in classes.items()),
-                    "steps": int(_median([t.steps for t in members])),
-                    "running": _median([t.running for t in members]), "cpu": _median([t.cpu for t in members]),
-                    "waiting": _median([t.waiting for t in members]),
-                    "worst": ", ".join(t.name for t in worst) if len(members) > 1 else members[0].name,
-                    "waits": _waits(waits)})
+        out.append(
+            {
+                "coro": coro,
+                "count": len(members),
+                "classes": ", ".join(f"{n} {k}" if len(classes) > 1 else k for k, n in classes.items()),
+                "steps": int(_median([t.steps for t in members])),
+                "running": _median([t.running for t in members]),
+                "cpu": _median([t.cpu for t in members]),
+                "waiting": _median([t.waiting for t in members]),
+                "worst": ", ".join(t.name for t in worst) if len(members) > 1 else members[0].name,
+                "waits": _waits(waits),
+            }
+        )
     return out
 
 
@@ -187,44 +204,88 @@ def build_report(rec):
             kind = "CPU-bound"
         else:
             kind = "IO-bound"
-        stats.append(TaskStats(info.name, info.coro, _where(info.created_where), len(steps), running, cpu,
-                               max(lifetime - running, 0.0), waits, max((s.duration for s in steps), default=0.0),
-                               info.outcome, kind))
+        stats.append(
+            TaskStats(
+                info.name,
+                info.coro,
+                _where(info.created_where),
+                len(steps),
+                running,
+                cpu,
+                max(lifetime - running, 0.0),
+                waits,
+                max((s.duration for s in steps), default=0.0),
+                info.outcome,
+                kind,
+            )
+        )
         for s in long_steps:
             samples = rec.samples.get(s.seq) or []
             stack = samples[0][1] if samples else []
             frame = _user_stack_frame(stack) if stack else None
             blocking = s.cpu < 0.5 * s.duration
-            findings.append(Finding(
-                kind="blocking" if blocking else "cpu-bound",
-                task=info.name,
-                where=_where(frame),
-                call=_call_at(frame),
-                detail=(f"held the loop for {s.duration:.3f}s ({s.cpu:.3f}s of it on the CPU); every other "
-                        f"task waited" + ("" if samples else " (no stack sample: the call kept the GIL)")),
-                fix=FIXES["blocking" if blocking else "cpu"],
-                stack=stack, weight=s.duration))
+            findings.append(
+                Finding(
+                    kind="blocking" if blocking else "cpu-bound",
+                    task=info.name,
+                    where=_where(frame),
+                    call=_call_at(frame),
+                    detail=(
+                        f"held the loop for {s.duration:.3f}s ({s.cpu:.3f}s of it on the CPU); every other "
+                        f"task waited" + ("" if samples else " (no stack sample: the call kept the GIL)")
+                    ),
+                    fix=FIXES["blocking" if blocking else "cpu"],
+                    stack=stack,
+                    weight=s.duration,
+                )
+            )
         if info.pending_at_main_exit and info not in rec._main_tasks.values():
-            findings.append(Finding(
-                kind="abandoned", task=info.name, where=_where(info.created_where), call=info.coro,
-                detail="still running when main() returned" + (", so asyncio.run() cancelled it"
-                                                              if info.outcome == "cancelled" else ""),
-                fix=FIXES["abandoned"]))
+            findings.append(
+                Finding(
+                    kind="abandoned",
+                    task=info.name,
+                    where=_where(info.created_where),
+                    call=info.coro,
+                    detail="still running when main() returned"
+                    + (", so asyncio.run() cancelled it" if info.outcome == "cancelled" else ""),
+                    fix=FIXES["abandoned"],
+                )
+            )
     for message, where in rec.unawaited:
-        findings.append(Finding(kind="never-awaited", task="", where=_where(where),
-                                call=message.split("'")[1] if "'" in message else message,
-                                detail=message, fix=FIXES["unawaited"]))
+        findings.append(
+            Finding(
+                kind="never-awaited",
+                task="",
+                where=_where(where),
+                call=message.split("'")[1] if "'" in message else message,
+                detail=message,
+                fix=FIXES["unawaited"],
+            )
+        )
     for exc, where, running in rec.gather_failures:
         names = ", ".join(t.name for t in running)
-        findings.append(Finding(kind="orphaned", task=names, where=_where(where), call="asyncio.gather",
-                                detail=f"gather() raised {exc} while {names} kept running unsupervised",
-                                fix=FIXES["orphans"]))
+        findings.append(
+            Finding(
+                kind="orphaned",
+                task=names,
+                where=_where(where),
+                call="asyncio.gather",
+                detail=f"gather() raised {exc} while {names} kept running unsupervised",
+                fix=FIXES["orphans"],
+            )
+        )
     for message, exc, info in rec.exceptions:
         if "never retrieved" in message:
-            findings.append(Finding(kind="unhandled-exception", task=info.name if info else "",
-                                    where=_where(info.created_where) if info else "?",
-                                    call=info.coro if info else "?", detail=f"{message}: {exc!r}",
-                                    fix=FIXES["never_retrieved"]))
+            findings.append(
+                Finding(
+                    kind="unhandled-exception",
+                    task=info.name if info else "",
+                    where=_where(info.created_where) if info else "?",
+                    call=info.coro if info else "?",
+                    detail=f"{message}: {exc!r}",
+                    fix=FIXES["never_retrieved"],
+                )
+            )
     busy = _union(sorted((e.t0, e.t1) for e in rec.entries.values()))
     wall = end - rec.started
     order = {"blocking": 0, "cpu-bound": 1, "abandoned": 2, "never-awaited": 3, "orphaned": 4}

@@ -54,8 +54,10 @@ def find_socket(target):
             return path
     if not os.path.exists(f"/proc/{pid}"):
         raise MonitorError(f"no process {pid}")
-    raise MonitorError(f"process {pid} has no ferroloop monitor socket (looked at: {', '.join(candidates)}); "
-                       "start it with FERROLOOP_XRAY_SOCKET=auto or call ferroloop.xray.serve()")
+    raise MonitorError(
+        f"process {pid} has no ferroloop monitor socket (looked at: {', '.join(candidates)}); "
+        "start it with FERROLOOP_XRAY_SOCKET=auto or call ferroloop.xray.serve()"
+    )
 
 
 class Client:

@@ -38,7 +38,7 @@ def _table(headers, rows, width=None, caps=()):
             widths[i] = min(max(widths[i], len(cell)), cap)
     out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
     for r in rows:
-        cells = [c if len(c) <= w else c[:w - 1] + "…" for c, w in zip(r, widths, strict=False)]
+        cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(r, widths, strict=False)]
         out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
     if width:
         out = [line[:width] for line in out]
@@ -54,13 +54,39 @@ def ps_lines(snap):
     rows = []
     for t in sorted(_tasks(snap), key=lambda t: (t.get("age") is None, -(t.get("age") or 0))):
         where = t.get("where", "?") + (f" in {t['where_func']}" if t.get("where_func") else "")
-        rows.append([f"0x{t['id']:x}", t["name"], t.get("waits_on", "?"), where, _dur(t.get("age")),
-                     str(t.get("steps", 0)), _dur(t.get("cpu")), _stack(t),
-                     ", ".join(awaited_by.get(t["id"], ())) or "-"])
-    head = [f"pid {snap['pid']}: {len(rows)} tasks" + "".join(
-        f", loop {i}: {'running' if lp['running'] else 'stopped'}" for i, lp in enumerate(snap["loops"]))]
-    return head + _table(["task id", "task name", "waits on", "suspended at", "age", "steps", "cpu",
-                          "coroutine stack", "awaited by"], rows)
+        rows.append(
+            [
+                f"0x{t['id']:x}",
+                t["name"],
+                t.get("waits_on", "?"),
+                where,
+                _dur(t.get("age")),
+                str(t.get("steps", 0)),
+                _dur(t.get("cpu")),
+                _stack(t),
+                ", ".join(awaited_by.get(t["id"], ())) or "-",
+            ]
+        )
+    head = [
+        f"pid {snap['pid']}: {len(rows)} tasks"
+        + "".join(
+            f", loop {i}: {'running' if lp['running'] else 'stopped'}" for i, lp in enumerate(snap["loops"])
+        )
+    ]
+    return head + _table(
+        [
+            "task id",
+            "task name",
+            "waits on",
+            "suspended at",
+            "age",
+            "steps",
+            "cpu",
+            "coroutine stack",
+            "awaited by",
+        ],
+        rows,
+    )
 
 
 def pstree_lines(snap):
@@ -130,29 +156,39 @@ def top_lines(snap, prev=None, sort="cpu", width=120, height=40):
             busy, iters, base = lp.get("busy_share"), None, None
         p50, p99 = lag_quantile(lp["lag"], 0.5, base), lag_quantile(lp["lag"], 0.99, base)
         ex = lp.get("executor") or {}
-        out.append(f"ferroloop top — pid {snap['pid']}  loop {i} {'running' if lp['running'] else 'stopped'}"
-                   f"  tasks {len(lp['tasks'])}  ready {lp.get('ready')}  fds {lp.get('fds')}"
-                   f"  transports {lp.get('transports')}"
-                   + (f"  executor {ex.get('threads')} threads, {ex.get('queued')} queued" if ex else ""))
+        out.append(
+            f"ferroloop top — pid {snap['pid']}  loop {i} {'running' if lp['running'] else 'stopped'}"
+            f"  tasks {len(lp['tasks'])}  ready {lp.get('ready')}  fds {lp.get('fds')}"
+            f"  transports {lp.get('transports')}"
+            + (f"  executor {ex.get('threads')} threads, {ex.get('queued')} queued" if ex else "")
+        )
         if lp.get("blocking_now"):
             busy = 1.0  # held right now (its time is counted once the entry ends)
         out.append(f"  busy {busy * 100:.0f}%" if busy is not None else "  busy -")
-        out[-1] += (f"  iterations/s {iters:.0f}" if iters is not None else f"  iterations {lp.get('iterations')}")
+        out[-1] += (
+            f"  iterations/s {iters:.0f}" if iters is not None else f"  iterations {lp.get('iterations')}"
+        )
         out[-1] += f"  lag p50 {_dur(p50)} p99 {_dur(p99)} max {_dur(lp['lag'].get('max'))}"
         if not lp["answered_by"].startswith("loop"):
             out[-1] += f"  ({lp['answered_by']})"
         block = lp.get("blocking_now")
         if block:
-            out.append(f"\x1b[1;31m  BLOCKED NOW {_dur(block['held'])}: {block['call']} at {block['where']}"
-                       f" ({block['task'] or 'callback'})\x1b[0m")
+            out.append(
+                f"\x1b[1;31m  BLOCKED NOW {_dur(block['held'])}: {block['call']} at {block['where']}"
+                f" ({block['task'] or 'callback'})\x1b[0m"
+            )
     events = snap.get("blocking", [])
     out.append("")
-    out.append(f"blocking events ({sum(snap.get('blocking_counts', {}).values())}, threshold "
-               f"{_dur(snap.get('threshold'))}), newest first:")
+    out.append(
+        f"blocking events ({sum(snap.get('blocking_counts', {}).values())}, threshold "
+        f"{_dur(snap.get('threshold'))}), newest first:"
+    )
     for e in list(reversed(events))[:5]:
         ago = now - (e["t0"] + e["held"])
-        out.append(f"  {_dur(ago):>7} ago  [{e['kind']}] {e['call']} at {e['where']}  held {_dur(e['held'])}"
-                   f"  {e['task']}" + ("" if e["sampled"] else "  (no stack sample)"))
+        out.append(
+            f"  {_dur(ago):>7} ago  [{e['kind']}] {e['call']} at {e['where']}  held {_dur(e['held'])}"
+            f"  {e['task']}" + ("" if e["sampled"] else "  (no stack sample)")
+        )
     if not events:
         out.append("  (none)")
     out.append("")
@@ -162,16 +198,32 @@ def top_lines(snap, prev=None, sort="cpu", width=120, height=40):
     for t in tasks:
         p = prev_tasks.get(t["id"])
         t["cpu_now"] = (t.get("cpu", 0) - p.get("cpu", 0)) if p else t.get("cpu", 0)
-    key = {"cpu": lambda t: -(t.get("cpu_now") or 0), "wait": lambda t: -(t.get("waiting") or 0),
-           "age": lambda t: -(t.get("age") or 0), "steps": lambda t: -(t.get("steps") or 0),
-           "name": lambda t: t["name"]}[sort]
+    key = {
+        "cpu": lambda t: -(t.get("cpu_now") or 0),
+        "wait": lambda t: -(t.get("waiting") or 0),
+        "age": lambda t: -(t.get("age") or 0),
+        "steps": lambda t: -(t.get("steps") or 0),
+        "name": lambda t: t["name"],
+    }[sort]
     tasks.sort(key=key)
-    for t in tasks[:max(height - len(out) - 3, 5)]:
-        rows.append([t["name"], t.get("where", "?") + (f" in {t['where_func']}" if t.get("where_func") else ""),
-                     t.get("waits_on", "?"), _dur(t.get("cpu_now")), _dur(t.get("cpu")),
-                     _dur(t.get("waiting")), _dur(t.get("age")), str(t.get("steps", 0))])
-    out += _table(["task", "suspended at", "waits on", "cpu now", "cpu", "waiting", "age", "steps"], rows,
-                  caps=[36, 44, 28])
+    for t in tasks[: max(height - len(out) - 3, 5)]:
+        rows.append(
+            [
+                t["name"],
+                t.get("where", "?") + (f" in {t['where_func']}" if t.get("where_func") else ""),
+                t.get("waits_on", "?"),
+                _dur(t.get("cpu_now")),
+                _dur(t.get("cpu")),
+                _dur(t.get("waiting")),
+                _dur(t.get("age")),
+                str(t.get("steps", 0)),
+            ]
+        )
+    out += _table(
+        ["task", "suspended at", "waits on", "cpu now", "cpu", "waiting", "age", "steps"],
+        rows,
+        caps=[36, 44, 28],
+    )
     out.append("")
     out.append(f"sorted by {SORTS[sort]}  —  keys: c cpu  w waiting  a age  s steps  n name  q quit")
     return [line if len(line) <= width or "\x1b" in line else line[:width] for line in out]
@@ -210,7 +262,7 @@ def cmd_top(target, interval=1.0, sort="cpu", iterations=None, out=sys.stdout):
                 snap = c.ask("snapshot")
                 size = shutil.get_terminal_size((120, 40))
                 lines = top_lines(snap, prev, sort, size.columns, size.lines)
-                out.write("\x1b[H\x1b[2J" + "\n".join(lines[:size.lines - 1]) + "\n")
+                out.write("\x1b[H\x1b[2J" + "\n".join(lines[: size.lines - 1]) + "\n")
                 out.flush()
                 prev, frames = snap, frames + 1
                 deadline = time.monotonic() + interval

@@ -60,8 +60,11 @@ class _LoopWatch:
         self.current = None
         event.t0, event.t1, event.cpu = t0, t1, cpu
         owner = getattr(subject, "__self__", None)
-        event.task = task_name(owner) if owner is not None and hasattr(owner, "get_coro") else (
-            getattr(subject, "__qualname__", None) or type(subject).__name__)
+        event.task = (
+            task_name(owner)
+            if owner is not None and hasattr(owner, "get_coro")
+            else (getattr(subject, "__qualname__", None) or type(subject).__name__)
+        )
         self.monitor._event_ended(event)
 
 
@@ -139,15 +142,24 @@ class Monitor:
                     loops.append(box[0])
                     continue
                 current = w.current if w is not None else None
-                loops.append(describe_loop(loop, f"monitor (the loop did not answer within {timeout}s)", current))
+                loops.append(
+                    describe_loop(loop, f"monitor (the loop did not answer within {timeout}s)", current)
+                )
             else:
                 loops.append(describe_loop(loop, "monitor", current))
         now = time.monotonic()
         with self._lock:
             events = [e.as_dict(now) for e in self.events]
-        return {"pid": os.getpid(), "argv": sys.argv, "now": now, "time": time.time(),
-                "threshold": self.blocking_threshold, "loops": loops, "blocking": events,
-                "blocking_counts": dict(self.counts)}
+        return {
+            "pid": os.getpid(),
+            "argv": sys.argv,
+            "now": now,
+            "time": time.time(),
+            "threshold": self.blocking_threshold,
+            "loops": loops,
+            "blocking": events,
+            "blocking_counts": dict(self.counts),
+        }
 
 
 def _threshold_from_env():

@@ -13,6 +13,7 @@ ORIGIN_NAMES = {SOON: "callback", TIMER: "timer", FD: "IO", THREAD: "thread", ST
 @dataclass
 class Entry:
     """One callback, task step or IO readiness the loop ran (recorder)."""
+
     seq: int
     origin: int
     cause: int
@@ -31,6 +32,7 @@ class Entry:
 @dataclass
 class TaskInfo:
     """A task as the recorder saw it, from creation to end."""
+
     task: object
     name: str
     coro: str
@@ -48,6 +50,7 @@ class TaskInfo:
 @dataclass
 class Job:
     """An executor job, timed in the worker."""
+
     kind: str  # thread / process / other
     lane: str
     name: str
@@ -59,6 +62,7 @@ class Job:
 class BlockingEvent:
     """An entry that held the loop past the threshold, seen live by the watchdog (t1 is
     None while it still holds the loop)."""
+
     seq: int
     t0: float
     t1: float = None
@@ -77,9 +81,19 @@ class BlockingEvent:
 
     def as_dict(self, now=None):
         held = (self.t1 if self.t1 is not None else now or self.t0) - self.t0
-        return {"seq": self.seq, "kind": self.kind, "ongoing": self.t1 is None, "t0": self.t0,
-                "held": held, "cpu": self.cpu, "task": self.task, "where": self.where, "call": self.call,
-                "stack": [list(f) for f in self.stack], "sampled": self.sampled}
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "ongoing": self.t1 is None,
+            "t0": self.t0,
+            "held": held,
+            "cpu": self.cpu,
+            "task": self.task,
+            "where": self.where,
+            "call": self.call,
+            "stack": [list(f) for f in self.stack],
+            "sampled": self.sampled,
+        }
 
 
 @dataclass
@@ -107,6 +121,7 @@ class Finding:
 @dataclass
 class TaskStats:
     """A task's row in a report."""
+
     name: str
     coro: str
     created: str

@@ -143,7 +143,9 @@ class Recorder(hook.LoopHook):
             task = info.task
             if task.done() and not task.cancelled() and getattr(task, "_log_traceback", False):
                 if not any(i is info for _, _, i in self.exceptions):
-                    self.exceptions.append(("Task exception was never retrieved", getattr(task, "_exception", None), info))
+                    self.exceptions.append(
+                        ("Task exception was never retrieved", getattr(task, "_exception", None), info)
+                    )
 
     def stop(self):
         self._unretrieved()
@@ -254,8 +256,14 @@ class Recorder(hook.LoopHook):
         code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
         # the loop's own housekeeping (shutdown_asyncgens, shutdown_default_executor)
         internal = code is not None and _in_ferroloop(code.co_filename)
-        info = TaskInfo(task, task_name(task), getattr(coro, "__qualname__", repr(coro)), created_at, where,
-                        internal=internal)
+        info = TaskInfo(
+            task,
+            task_name(task),
+            getattr(coro, "__qualname__", repr(coro)),
+            created_at,
+            where,
+            internal=internal,
+        )
         self._tasks[id(task)] = info
         return info
 
@@ -292,8 +300,13 @@ class Recorder(hook.LoopHook):
     def submit(self, loop, executor, func, args):
         import concurrent.futures
 
-        kind = ("process" if isinstance(executor, concurrent.futures.ProcessPoolExecutor)
-                else "thread" if isinstance(executor, concurrent.futures.ThreadPoolExecutor) else "other")
+        kind = (
+            "process"
+            if isinstance(executor, concurrent.futures.ProcessPoolExecutor)
+            else "thread"
+            if isinstance(executor, concurrent.futures.ThreadPoolExecutor)
+            else "other"
+        )
         name = getattr(func, "__qualname__", None) or repr(func)
         if isinstance(func, functools.partial):
             inner = func.args[1] if func.func is getattr(func.func, "__self__", object()) else func.func
@@ -393,4 +406,3 @@ class Recorder(hook.LoopHook):
 
         with open(path, "w") as f:
             f.write(html_page(self.chrome_trace(), title=title))
-

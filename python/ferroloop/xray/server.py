@@ -54,7 +54,9 @@ def peer_uid(conn):
     if hasattr(socket, "SO_PEERCRED"):
         _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         return uid
-    return os.geteuid() if not hasattr(os, "getpeereid") else os.getpeereid(conn.fileno())[0]  # pragma: no cover
+    return (
+        os.geteuid() if not hasattr(os, "getpeereid") else os.getpeereid(conn.fileno())[0]
+    )  # pragma: no cover
 
 
 class Server:
@@ -124,14 +126,17 @@ class Server:
             if not self._clients.acquire(blocking=False):
                 conn.close()
                 continue
-            threading.Thread(target=self._serve_client, args=(conn,), name="ferroloop-xray-client",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve_client, args=(conn,), name="ferroloop-xray-client", daemon=True
+            ).start()
 
     def _serve_client(self, conn):
         try:
             with conn:
                 if peer_uid(conn) != self.uid:
-                    self._send(conn, {"v": PROTOCOL, "ok": False, "error": "refused: not this process's user"})
+                    self._send(
+                        conn, {"v": PROTOCOL, "ok": False, "error": "refused: not this process's user"}
+                    )
                     return
                 buf = b""
                 while not self._closed:
@@ -168,8 +173,15 @@ class Server:
         if cmd == "hello":
             from .. import __version__
 
-            return {"v": PROTOCOL, "ok": True, "pid": os.getpid(), "argv": sys.argv, "ferroloop": __version__,
-                    "python": sys.version.split()[0], "commands": ["hello", "snapshot", "metrics"]}
+            return {
+                "v": PROTOCOL,
+                "ok": True,
+                "pid": os.getpid(),
+                "argv": sys.argv,
+                "ferroloop": __version__,
+                "python": sys.version.split()[0],
+                "commands": ["hello", "snapshot", "metrics"],
+            }
         if cmd == "snapshot":
             timeout = float(req.get("timeout", 0.25))
             return {"v": PROTOCOL, "ok": True, **self.monitor.snapshot(timeout=min(max(timeout, 0.01), 5.0))}

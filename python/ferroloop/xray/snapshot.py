@@ -13,13 +13,28 @@ _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep
 
 # What a task waits on, by the innermost asyncio (or ferroloop) coroutine it is in.
 _WAITS = {
-    "sleep": "timer", "wait_for": "timer", "Timeout.__aexit__": "timer",
-    "Lock.acquire": "lock", "Semaphore.acquire": "lock", "BoundedSemaphore.acquire": "lock",
-    "Condition.wait": "lock", "Barrier.wait": "lock", "Event.wait": "event",
-    "Queue.get": "queue", "Queue.put": "queue", "Queue.join": "queue",
-    "StreamReader._wait_for_data": "IO", "StreamWriter.drain": "IO", "FlowControlMixin._drain_helper": "IO",
-    "StreamWriter.wait_closed": "IO", "BaseEventLoop.run_in_executor": "executor", "to_thread": "executor",
-    "Loop.shutdown_default_executor": "executor", "TaskGroup.__aexit__": "tasks", "gather": "tasks", "wait": "tasks",
+    "sleep": "timer",
+    "wait_for": "timer",
+    "Timeout.__aexit__": "timer",
+    "Lock.acquire": "lock",
+    "Semaphore.acquire": "lock",
+    "BoundedSemaphore.acquire": "lock",
+    "Condition.wait": "lock",
+    "Barrier.wait": "lock",
+    "Event.wait": "event",
+    "Queue.get": "queue",
+    "Queue.put": "queue",
+    "Queue.join": "queue",
+    "StreamReader._wait_for_data": "IO",
+    "StreamWriter.drain": "IO",
+    "FlowControlMixin._drain_helper": "IO",
+    "StreamWriter.wait_closed": "IO",
+    "BaseEventLoop.run_in_executor": "executor",
+    "to_thread": "executor",
+    "Loop.shutdown_default_executor": "executor",
+    "TaskGroup.__aexit__": "tasks",
+    "gather": "tasks",
+    "wait": "tasks",
     "as_completed": "tasks",
 }
 
@@ -29,11 +44,17 @@ def _frames(task):
     out = []
     aw = task.get_coro()
     while aw is not None and len(out) < 64:
-        frame = getattr(aw, "cr_frame", None) or getattr(aw, "gi_frame", None) or getattr(aw, "ag_frame", None)
+        frame = (
+            getattr(aw, "cr_frame", None) or getattr(aw, "gi_frame", None) or getattr(aw, "ag_frame", None)
+        )
         if frame is None:
             break
         out.append((aw, frame))
-        aw = getattr(aw, "cr_await", None) or getattr(aw, "gi_yieldfrom", None) or getattr(aw, "ag_await", None)
+        aw = (
+            getattr(aw, "cr_await", None)
+            or getattr(aw, "gi_yieldfrom", None)
+            or getattr(aw, "ag_await", None)
+        )
     return out
 
 
@@ -131,9 +152,12 @@ def describe_loop(loop, answered_by, current_block=None):
     ex = None
     if executor is not None:
         queue = getattr(executor, "_work_queue", None)
-        ex = {"type": type(executor).__name__, "threads": len(getattr(executor, "_threads", ()) or ()),
-              "max_workers": getattr(executor, "_max_workers", None),
-              "queued": queue.qsize() if queue is not None else None}
+        ex = {
+            "type": type(executor).__name__,
+            "threads": len(getattr(executor, "_threads", ()) or ()),
+            "max_workers": getattr(executor, "_max_workers", None),
+            "queued": queue.qsize() if queue is not None else None,
+        }
     since = stats.get("since")
     return {
         "id": id(loop),
@@ -146,8 +170,12 @@ def describe_loop(loop, answered_by, current_block=None):
         "entries": stats.get("entries"),
         "busy": stats.get("busy"),
         "busy_share": stats["busy"] / max(now - since, 1e-9) if since else None,
-        "lag": {"buckets": stats.get("lag_buckets", []), "counts": stats.get("lag_counts", []),
-                "sum": stats.get("lag_sum", 0.0), "max": stats.get("lag_max", 0.0)},
+        "lag": {
+            "buckets": stats.get("lag_buckets", []),
+            "counts": stats.get("lag_counts", []),
+            "sum": stats.get("lag_sum", 0.0),
+            "max": stats.get("lag_max", 0.0),
+        },
         "ready": sizes.get("ready"),
         "timers": sizes.get("timers"),
         "fds": sizes.get("sources"),

@@ -33,10 +33,19 @@ def emit(event):
     start = int(event.t0 * 1e9) + offset
     end = int(event.t1 * 1e9) + offset
     name = "ferroloop.loop.blocked" if event.kind == "blocking" else "ferroloop.loop.slow_callback"
-    span = tracer.start_span(name, start_time=start, attributes={
-        "ferroloop.kind": event.kind, "ferroloop.task": event.task, "code.location": event.where,
-        "code.function": event.call, "ferroloop.held_s": event.t1 - event.t0, "ferroloop.cpu_s": event.cpu,
-        "ferroloop.sampled": event.sampled})
+    span = tracer.start_span(
+        name,
+        start_time=start,
+        attributes={
+            "ferroloop.kind": event.kind,
+            "ferroloop.task": event.task,
+            "code.location": event.where,
+            "code.function": event.call,
+            "ferroloop.held_s": event.t1 - event.t0,
+            "ferroloop.cpu_s": event.cpu,
+            "ferroloop.sampled": event.sampled,
+        },
+    )
     span.end(end_time=end)
 
 
@@ -77,19 +86,22 @@ def metrics():
         out.append(f'ferroloop_loop_lag_seconds_sum{{loop="{lbl}"}} {st["lag_sum"]:.9f}')
         out.append(f'ferroloop_loop_lag_seconds_count{{loop="{lbl}"}} {cum}')
     for name, kind, key, help_ in (
-            ("ferroloop_loop_iterations_total", "counter", "iterations", "Loop iterations."),
-            ("ferroloop_loop_callbacks_total", "counter", "entries", "Callbacks, task steps and IO events run."),
-            ("ferroloop_loop_busy_seconds_total", "counter", "busy", "Time the loop spent running callbacks.")):
+        ("ferroloop_loop_iterations_total", "counter", "iterations", "Loop iterations."),
+        ("ferroloop_loop_callbacks_total", "counter", "entries", "Callbacks, task steps and IO events run."),
+        ("ferroloop_loop_busy_seconds_total", "counter", "busy", "Time the loop spent running callbacks."),
+    ):
         family(name, kind, help_)
         for lbl, _, st, _ in loops:
             out.append(f'{name}{{loop="{lbl}"}} {st[key]}')
     family("ferroloop_loop_lag_max_seconds", "gauge", "Longest ready-to-run delay seen.")
     for lbl, _, st, _ in loops:
         out.append(f'ferroloop_loop_lag_max_seconds{{loop="{lbl}"}} {st["lag_max"]:.9f}')
-    for name, key, help_ in (("ferroloop_loop_ready", "ready", "Callbacks in the ready queue."),
-                             ("ferroloop_loop_timers", "timers", "Timers in the heap."),
-                             ("ferroloop_loop_fds", "sources", "Registered IO sources."),
-                             ("ferroloop_loop_transports", "transports", "Native transports.")):
+    for name, key, help_ in (
+        ("ferroloop_loop_ready", "ready", "Callbacks in the ready queue."),
+        ("ferroloop_loop_timers", "timers", "Timers in the heap."),
+        ("ferroloop_loop_fds", "sources", "Registered IO sources."),
+        ("ferroloop_loop_transports", "transports", "Native transports."),
+    ):
         family(name, "gauge", help_)
         for lbl, _, _, sizes in loops:
             out.append(f'{name}{{loop="{lbl}"}} {sizes.get(key, 0)}')
@@ -98,8 +110,11 @@ def metrics():
 
     for lbl, loop, _, _ in loops:
         out.append(f'ferroloop_loop_tasks{{loop="{lbl}"}} {len(asyncio.all_tasks(loop))}')
-    family("ferroloop_blocking_events_total", "counter",
-           "Callbacks or task steps that held the loop longer than the threshold.")
+    family(
+        "ferroloop_blocking_events_total",
+        "counter",
+        "Callbacks or task steps that held the loop longer than the threshold.",
+    )
     for kind, n in sorted(mon.counts.items()):
         out.append(f'ferroloop_blocking_events_total{{kind="{_esc(kind)}"}} {n}')
     family("ferroloop_blocking_seconds_total", "counter", "Time the loop was held by those events.")

@@ -10,7 +10,7 @@ from . import DEMO_DIR
 for _name in ("PIL", "numpy", "aiohttp", "httpx", "aiofiles", "rich"):
     pytest.importorskip(_name)
 
-SMALL = (240, 135)        # 1/8 of 1920x1080: the tutorial's detector takes ~30 ms on it
+SMALL = (240, 135)  # 1/8 of 1920x1080: the tutorial's detector takes ~30 ms on it
 
 
 def demo_env():
@@ -30,5 +30,8 @@ def settings_for(srv, out_dir, **kw):
 
 def leftovers(folder):
     """Files in `folder` that are not complete images: temp files of any kind."""
-    return sorted(p.name for p in folder.rglob("*")
-                  if p.is_file() and (p.name.startswith(".") or not p.name.endswith(".jpg")))
+    return sorted(
+        p.name
+        for p in folder.rglob("*")
+        if p.is_file() and (p.name.startswith(".") or not p.name.endswith(".jpg"))
+    )

@@ -19,8 +19,9 @@ pytest.importorskip("distributed")
 @pytest.mark.timeout(180)
 def test_dask_same_images(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "dask_check.py")
-    p = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=170,
-                       env=demo_env())
+    p = subprocess.run(
+        [sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=170, env=demo_env()
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     report = json.loads(p.stdout.strip().splitlines()[-1])
     want = report["pool"]["digests"]

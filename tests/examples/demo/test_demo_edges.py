@@ -26,7 +26,7 @@ def test_full_size_demo_photo_pixel_for_pixel():
         a, b = both(img)
     assert np.array_equal(a, b)
     white = (a == 255).all(axis=2)
-    assert 0.001 < white.mean() < 0.2          # it finds edges, and not everywhere
+    assert 0.001 < white.mean() < 0.2  # it finds edges, and not everywhere
     assert set(np.unique(a)) <= {0, 255}
 
 
@@ -45,15 +45,15 @@ def test_degenerate_sizes(size):
     arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
     a, b = both(Image.fromarray(arr, "RGB"))
     assert np.array_equal(a, b)
-    assert not a[-1, -1].any()                  # the bottom-right pixel has no neighbour: black
+    assert not a[-1, -1].any()  # the bottom-right pixel has no neighbour: black
 
 
 @pytest.mark.parametrize("total,expected", [(61, 0), (62, 255), (60, 0), (63, 255)])
 def test_threshold_two_neighbours(total, expected):
     """Floor mean over two neighbours, white when > 30: 61//2 = 30 stays black."""
     arr = np.zeros((2, 2, 3), np.uint8)
-    arr[0, 1, 0] = min(total, 255)              # the right neighbour differs by `total`,
-    arr[0, 1, 1] = max(0, total - 255)          # the lower one by 0
+    arr[0, 1, 0] = min(total, 255)  # the right neighbour differs by `total`,
+    arr[0, 1, 1] = max(0, total - 255)  # the lower one by 0
     a, b = both(Image.fromarray(arr, "RGB"))
     assert np.array_equal(a, b)
     assert a[0, 0, 0] == expected
@@ -62,12 +62,12 @@ def test_threshold_two_neighbours(total, expected):
 def test_thresholds_one_neighbour():
     """Edge pixels have one neighbour: 30 is black, 31 is white."""
     arr = np.zeros((1, 3, 3), np.uint8)
-    arr[0, 1] = (10, 10, 10)                    # diff 30 from the left pixel
-    arr[0, 2] = (20, 21, 10)                    # diff 21 from the middle one
+    arr[0, 1] = (10, 10, 10)  # diff 30 from the left pixel
+    arr[0, 2] = (20, 21, 10)  # diff 21 from the middle one
     a, b = both(Image.fromarray(arr, "RGB"))
     assert np.array_equal(a, b)
     assert a[0, :, 0].tolist() == [0, 0, 0]
-    arr[0, 1] = (10, 10, 11)                    # diff 31
+    arr[0, 1] = (10, 10, 11)  # diff 31
     a, b = both(Image.fromarray(arr, "RGB"))
     assert np.array_equal(a, b)
     assert a[0, 0, 0] == 255

@@ -13,8 +13,10 @@ from .demo_helpers import SMALL, leftovers, settings_for
 
 FAILS = "2:error,3:reset,4:flaky,5:404,6:stall"
 COUNT = 7
-OK = [1, 4, 7]                      # 4 fails once and succeeds on its retry
-RUNS = [("sequential", "none")] + [(v, lp) for v in ("threads", "async", "limits") for lp in ("ferroloop", "asyncio")]
+OK = [1, 4, 7]  # 4 fails once and succeeds on its retry
+RUNS = [("sequential", "none")] + [
+    (v, lp) for v in ("threads", "async", "limits") for lp in ("ferroloop", "asyncio")
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +38,10 @@ def test_failures_reported_and_the_rest_complete(failing_server, process_pool, t
     failed = {f.img_num: f for f in r.failures}
     assert sorted(failed) == [2, 3, 5, 6]
     assert all(f.stage == "download" for f in r.failures)
-    assert "HTTP 503" in failed[2].error and failed[2].attempts == 2          # retried, then given up
+    assert "HTTP 503" in failed[2].error and failed[2].attempts == 2  # retried, then given up
     assert failed[3].attempts == 2 and "RemoteProtocolError" in failed[3].error  # connection dropped mid-body
-    assert "HTTP 404" in failed[5].error and failed[5].attempts == 1          # not retried
-    assert "timed out" in failed[6].error and failed[6].attempts == 2         # the per-request timeout
+    assert "HTTP 404" in failed[5].error and failed[5].attempts == 1  # not retried
+    assert "timed out" in failed[6].error and failed[6].attempts == 2  # the per-request timeout
     # Nothing half-written: only complete images, and only those that succeeded.
     assert leftovers(tmp_path) == []
     assert sorted(p.name for p in settings.original_dir.iterdir()) == [f"image_{n}.jpg" for n in OK]
@@ -61,12 +63,15 @@ def test_cancelled_download_leaves_no_part_file(tmp_path):
     import ferroloop
 
     with ImageServer(1, latency=0, bandwidth=20_000, size=(640, 360), start_timeout=60) as srv:
+
         async def main():
             async with httpx.AsyncClient() as client:
-                task = asyncio.ensure_future(pipeline.download_single_image(client, srv.image_urls()[0], 1, tmp_path, 30))
+                task = asyncio.ensure_future(
+                    pipeline.download_single_image(client, srv.image_urls()[0], 1, tmp_path, 30)
+                )
                 await asyncio.sleep(0.3)
                 assert not task.done()
-                assert leftovers(tmp_path) != []         # a .part file is being written
+                assert leftovers(tmp_path) != []  # a .part file is being written
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task

@@ -10,7 +10,9 @@ from ferroloop_demo import edges, images, pipeline, report
 
 from .demo_helpers import SMALL, leftovers, settings_for
 
-RUNS = [("sequential", "none")] + [(v, lp) for v in ("threads", "async", "limits") for lp in ("ferroloop", "asyncio")]
+RUNS = [("sequential", "none")] + [
+    (v, lp) for v in ("threads", "async", "limits") for lp in ("ferroloop", "asyncio")
+]
 
 
 @pytest.fixture(scope="module")
@@ -82,5 +84,9 @@ def test_tutorial_report_format(all_runs):
 
 def test_vectorised_detector_same_files(server, process_pool, tmp_path, all_runs):
     _, results = all_runs
-    r = pipeline.run_variant("async", "ferroloop", settings_for(server, tmp_path, detector="vectorised"), process_pool)
-    assert [p.read_bytes() for p in r.processed] == [p.read_bytes() for p in results["sequential", "none"].processed]
+    r = pipeline.run_variant(
+        "async", "ferroloop", settings_for(server, tmp_path, detector="vectorised"), process_pool
+    )
+    assert [p.read_bytes() for p in r.processed] == [
+        p.read_bytes() for p in results["sequential", "none"].processed
+    ]
