@@ -12,11 +12,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 
 from .micro import BENCHMARKS
-from .runner import ROOT, child_env
+from .runner import ROOT, callgrind_cmd, child_env
 
 LINE = re.compile(r"\s*([\d,]+) \([\s\d.]+%\)\s+(\S.*?)(?: \[[^\]]*\])?$")
 
@@ -37,19 +36,14 @@ def _annotate(out_file, inclusive):
 
 def _run(spec, bench, n, tmp):
     out_file = os.path.join(tmp, f"cg.{n}.out")
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out_file}",
-        sys.executable,
-        "-m",
-        "benchmarks._child",
-        "micro",
-        spec,
-        bench,
-        str(n),
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=1200)
+    r = subprocess.run(
+        callgrind_cmd(spec, bench, n, out_file),
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=1200,
+    )
     if r.returncode != 0:
         raise SystemExit(f"callgrind run failed ({r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
     return out_file

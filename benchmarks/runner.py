@@ -187,24 +187,29 @@ def run_micro(spec, bench, n, pin, timeout):
     )
 
 
+def callgrind_cmd(spec, bench, n, out_file):
+    """One micro-benchmark child of n ops under callgrind, its profile written to out_file."""
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out_file}",
+        sys.executable,
+        "-m",
+        "benchmarks._child",
+        "micro",
+        spec,
+        bench,
+        str(n),
+    ]
+
+
 def callgrind_ir(spec, bench, n, timeout):
     """Total instructions (all threads) of one child run under callgrind, and its op count."""
     if not shutil.which("valgrind"):
         return None, None, "valgrind not installed"
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "cg.out")
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out_file}",
-            sys.executable,
-            "-m",
-            "benchmarks._child",
-            "micro",
-            spec,
-            bench,
-            str(n),
-        ]
+        cmd = callgrind_cmd(spec, bench, n, out_file)
         try:
             r = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=ROOT

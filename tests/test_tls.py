@@ -538,6 +538,56 @@ def test_back_pressure_bounded_memory(loop, certs):
     run(loop, main())
 
 
+def test_pause_writing_that_raises_goes_to_the_exception_handler(loop, certs):
+    """asyncio's report of a failing pause_writing on a TLS transport: the message, the
+    exception, the app transport and the TLS protocol; the connection keeps working."""
+    chunk = 64 * 1024
+
+    async def main():
+        contexts = []
+        accepted = []
+        loop.set_exception_handler(lambda _loop, ctx: contexts.append(ctx))
+
+        class Stalled(asyncio.Protocol):
+            def connection_made(self, transport):
+                transport.pause_reading()
+                accepted.append(transport)
+
+        server = await loop.create_server(Stalled, "127.0.0.1", 0, ssl=certs.server())
+        port = server.sockets[0].getsockname()[1]
+        boom = RuntimeError("pause_writing failed on purpose")
+
+        class Writer(asyncio.Protocol):
+            def pause_writing(self):
+                raise boom
+
+        t, _ = await loop.create_connection(
+            Writer, "127.0.0.1", port, ssl=certs.client(), server_hostname="localhost"
+        )
+        try:
+            for _ in range(2000):
+                if contexts:
+                    break
+                t.write(b"z" * chunk)
+                await asyncio.sleep(0)
+            assert contexts, "pause_writing was never called"
+            ctx = contexts[0]
+            assert ctx["message"] == "protocol.pause_writing() failed"
+            assert ctx["exception"] is boom
+            assert ctx["transport"] is t
+            assert ctx["protocol"] is t._ssl_protocol
+            assert not t.is_closing()
+        finally:
+            t.abort()
+            for transport in accepted:
+                transport.abort()
+            server.close()
+            await server.wait_closed()
+            loop.set_exception_handler(None)
+
+    run(loop, main())
+
+
 def _rss_kib():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024

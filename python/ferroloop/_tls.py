@@ -320,17 +320,6 @@ def report_fatal(loop, transport, protocol, exc, message):
         )
 
 
-def flow_control_failed(loop, transport, protocol, exc, method):
-    loop.call_exception_handler(
-        {
-            "message": f"protocol.{method}() failed",
-            "exception": exc,
-            "transport": transport,
-            "protocol": protocol,
-        }
-    )
-
-
 def log_debug(msg, *args):
     logger.debug(msg, *args)
 

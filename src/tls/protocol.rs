@@ -27,7 +27,7 @@ use super::{py_tls, ssl_errors};
 use crate::gil_cell::GilCell;
 use crate::handles::is_fatal_to_loop;
 use crate::loop_base::MAX_READ as MAX_SIZE;
-use crate::transports::{water_marks, Receiver, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
+use crate::transports::{py_side, water_marks, Receiver, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 
 /// asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ / _WRITE.
 const HIGH_WATER_READ: usize = 256 * 1024;
@@ -785,7 +785,7 @@ impl TlsProtocol {
             if is_fatal_to_loop(py, &err) {
                 return Err(err);
             }
-            py_tls(py)?.call_method1(
+            py_side(py)?.call_method1(
                 intern!(py, "flow_control_failed"),
                 (me.loop_(py), transport, slf, err.value(py), method),
             )?;
