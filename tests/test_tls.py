@@ -191,9 +191,13 @@ def test_transport_surface(loop, certs):
         server = await loop.create_server(P, "127.0.0.1", 0, ssl=certs.server())
         port = server.sockets[0].getsockname()[1]
         ctx = certs.client()
-        t, p = await loop.create_connection(
-            asyncio.Protocol, "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
-        )
+        lost = loop.create_future()
+
+        class Client(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        t, p = await loop.create_connection(Client, "127.0.0.1", port, ssl=ctx, server_hostname="localhost")
         assert isinstance(t, asyncio.Transport)
         assert isinstance(t.get_extra_info("ssl_object"), ssl.SSLObject)
         assert t.get_extra_info("sslcontext") is ctx
@@ -224,7 +228,7 @@ def test_transport_surface(loop, certs):
         assert t.is_closing()
         if is_native(loop):
             assert type(t) is _tls.TlsTransport
-        await asyncio.sleep(0.05)
+        await lost  # the close has run its course (close_notify sent) before the server goes
         seen["server"].close()
         server.close()
         await server.wait_closed()
