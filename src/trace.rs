@@ -17,7 +17,7 @@
 //! the loop — read when a client asks. Python hears only of entries that blocked.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -66,6 +66,11 @@ struct Watch {
     loop_tid: AtomicU64,
     runnable: AtomicU64,
     looked: AtomicU64,
+    /// The entry the watchdog is sampling now (0: none). Set before it waits for the GIL,
+    /// cleared once `_sample` returned: `_sample` is Python, so the loop thread can take the
+    /// GIL back halfway through it, and an entry that ended then must wait for the sample
+    /// rather than report a block that has no stack yet.
+    sampling: AtomicU64,
 }
 
 /// Sequence numbers are process-wide: one recorder may watch several loops.
@@ -269,9 +274,21 @@ impl Trace {
     pub(crate) fn end(&self, py: Python<'_>, seq: u64, t0: f64) -> (f64, f64) {
         let t1 = clock::monotonic();
         let mut cpu = t1 - t0;
+        let watch = self.watch.borrow(py).ok().and_then(|w| w.as_ref().map(Arc::clone));
+        if let Some(w) = watch.as_ref() {
+            w.running.store(0, SeqCst);
+            if w.sampling.load(SeqCst) == seq {
+                // A sample of this entry is under way: let it finish (it needs the GIL).
+                py.detach(|| {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+                    while w.sampling.load(SeqCst) == seq && std::time::Instant::now() < deadline {
+                        thread::sleep(Duration::from_micros(100));
+                    }
+                });
+            }
+        }
         if let Ok(w) = self.watch.borrow(py) {
             if let Some(w) = w.as_ref() {
-                w.running.store(0, Relaxed);
                 if w.detected.load(Relaxed) == seq {
                     let looked = w.looked.load(Relaxed);
                     let wall0 = w.detected_wall_ns.load(Relaxed) as f64 * 1e-9;
@@ -522,13 +539,17 @@ fn watchdog(watch: Arc<Watch>, recorder: Py<PyAny>) {
                 watch.runnable.fetch_add(1, Relaxed);
             }
         }
-        // The loop is held: look at its stack now, while it blocks.
+        // The loop is held: look at its stack now, while it blocks. `sampling` is set
+        // before `running` is checked, and `end` clears `running` before it checks
+        // `sampling` (both SeqCst): either the sample is skipped or the end waits for it.
+        watch.sampling.store(seq, SeqCst);
         Python::attach(|py| {
-            if watch.running.load(Relaxed) == seq && !watch.stop.load(Relaxed) {
+            if watch.running.load(SeqCst) == seq && !watch.stop.load(Relaxed) {
                 if let Err(e) = recorder.bind(py).call_method1("_sample", (seq, elapsed as f64 * 1e-9)) {
                     e.print(py);
                 }
             }
         });
+        watch.sampling.store(0, SeqCst);
     }
 }
