@@ -177,3 +177,35 @@ def test_writelines_of_empty_buffers_then_write_eof(loop, how, tmp_path):
         await cleanup()
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("end", ["write_eof", "close"])
+def test_pipe_write_dropped_while_closing_still_flushes(loop, end):
+    """A write pipe drops writes once closing (asyncio counts them in `_conn_lost`), but
+    what it held before still reaches the reader and the pipe then closes: ferroloop used
+    to take the dropped write for a lost connection and stop flushing, so the reader never
+    saw EOF."""
+
+    class Writer(asyncio.Protocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        rfd, wfd = os.pipe()
+        sink = Sink(loop)
+        rtr, _ = await loop.connect_read_pipe(lambda: sink, os.fdopen(rfd, "rb", 0))
+        tr, writer = await loop.connect_write_pipe(Writer, os.fdopen(wfd, "wb", 0))
+        data = os.urandom(2 * 1024 * 1024)
+        tr.write(data)
+        assert tr.get_write_buffer_size() > 0  # more than the pipe holds: the rest waits
+        getattr(tr, end)()
+        tr.write(b"dropped")
+        tr.writelines([b"also dropped"])
+        assert await asyncio.wait_for(sink.done, 10) == digest([data])
+        assert await asyncio.wait_for(writer.lost, 10) is None
+        rtr.close()
+
+    loop.run_until_complete(main())

@@ -130,8 +130,8 @@ pub(crate) struct Base {
     /// The poller's key while registered.
     pub(crate) key: Option<usize>,
     pub(crate) life: Life,
-    /// Writes dropped since the connection was lost (asyncio counts them in `_conn_lost`
-    /// and warns from LOG_THRESHOLD_FOR_CONNLOST_WRITES on).
+    /// Writes dropped while lost or (a write pipe) closing: asyncio counts them in
+    /// `_conn_lost` and warns from LOG_THRESHOLD_FOR_CONNLOST_WRITES on.
     lost_writes: u32,
     /// The write buffer's marks, and whether the protocol was told to pause writing.
     pub(crate) high: usize,
@@ -197,15 +197,13 @@ impl Base {
         true
     }
 
-    /// A write that is dropped: counted as asyncio counts it (`_conn_lost += 1`, which also
-    /// makes a closing transport a lost one); true when it is to be warned about.
+    /// A write that is dropped: counted as asyncio counts it in `_conn_lost` (1 once the
+    /// connection is lost, plus one per dropped write); true when it is to be warned about.
+    /// Only the count changes: a closing write pipe that drops a write still flushes what it
+    /// holds and then closes, as asyncio's `_write_ready` does.
     pub(crate) fn drop_write(&mut self) -> bool {
-        let count = if self.is_lost() { 1 + self.lost_writes } else { 0 };
-        if self.is_lost() {
-            self.lost_writes += 1;
-        } else {
-            self.life = Life::Lost;
-        }
+        let count = u32::from(self.is_lost()) + self.lost_writes;
+        self.lost_writes += 1;
         count >= LOG_THRESHOLD_FOR_CONNLOST_WRITES
     }
 
