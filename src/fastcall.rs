@@ -1,5 +1,7 @@
 //! Raw vectorcall entry points for the methods called once per callback: `call_soon`,
-//! `call_soon_threadsafe`, `call_later`, `call_at`.
+//! `call_soon_threadsafe`, `call_later`, `call_at`; and for the two that make the objects
+//! callbacks wait on: `create_task`, `create_future` (every stream read and HTTP request
+//! waits on a future); and `get_debug`, which every C Future and Task asks as it is made.
 //!
 //! CPython's C Task calls `loop.call_soon(step, context=ctx)` on every step and every
 //! future calls it on completion, so these are the loop's hottest methods. Written against
@@ -14,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use crate::clock;
 use crate::event_loop::CoreLoop;
@@ -282,6 +284,82 @@ unsafe extern "C" fn create_task(
     })
 }
 
+/// `asyncio.futures`'s namespace (its `Future` is read at each call, as asyncio's
+/// create_future reads it, from the module's dict: a third of the cost of a module
+/// getattr) and the keyword-name tuple `("loop",)`.
+struct FutureCall {
+    namespace: Py<PyDict>,
+    future: Py<PyString>,
+    kwnames: Py<PyTuple>,
+}
+
+fn future_call(py: Python<'_>) -> PyResult<&FutureCall> {
+    static CELL: pyo3::sync::PyOnceLock<FutureCall> = pyo3::sync::PyOnceLock::new();
+    CELL.get_or_try_init(py, || {
+        Ok(FutureCall {
+            namespace: py.import("asyncio.futures")?.dict().unbind(),
+            future: PyString::intern(py, "Future").unbind(),
+            kwnames: PyTuple::new(py, [PyString::intern(py, "loop")])?.unbind(),
+        })
+    })
+}
+
+/// `loop.create_future()`: asyncio's `futures.Future(loop=self)`, without a Python frame.
+unsafe extern "C" fn create_future(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guard(|py| {
+        // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method with a valid argument
+        // triple (`args` holds the positional values, then one per name of `kwnames`, or
+        // NULL); the vectorcall gets `stack` with slot 0 as the scratch slot
+        // PY_VECTORCALL_ARGUMENTS_OFFSET allows and `slf` (live for the call) in slot 1.
+        unsafe {
+            let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
+            if nargs != 0 {
+                return Err(PyTypeError::new_err(format!(
+                    "create_future() takes 1 positional argument but {} were given",
+                    nargs + 1
+                )));
+            }
+            if !kwnames.is_null() && ffi::PyTuple_GET_SIZE(kwnames) > 0 {
+                let key = Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, 0));
+                return Err(PyTypeError::new_err(format!(
+                    "create_future() got an unexpected keyword argument {}",
+                    key.repr()?
+                )));
+            }
+            let _ = args;
+            let fc = future_call(py)?;
+            let Some(future_type) = fc.namespace.bind(py).get_item(fc.future.bind(py))? else {
+                return Err(pyo3::exceptions::PyAttributeError::new_err(
+                    "module 'asyncio.futures' has no attribute 'Future'",
+                ));
+            };
+            let stack: [*mut ffi::PyObject; 2] = [std::ptr::null_mut(), slf];
+            let r = ffi::PyObject_Vectorcall(
+                future_type.as_ptr(),
+                stack.as_ptr().add(1),
+                ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                fc.kwnames.as_ptr(),
+            );
+            Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
+        }
+    })
+}
+
+/// `loop.get_debug()`: asked by every C Future and Task as it is made (`future_init`), so
+/// it skips pyo3's method trampoline (about 10 ns of its 26).
+unsafe extern "C" fn get_debug(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    guard(|py| {
+        // SAFETY: CPython calls a METH_NOARGS method with `slf` of the descriptor's type.
+        let lp = unsafe { core(py, slf) };
+        Ok(pyo3::types::PyBool::new(py, CoreLoop::base(&lp).is_debug()).to_owned().into_any().unbind())
+    })
+}
+
 type Entry = unsafe extern "C" fn(
     *mut ffi::PyObject,
     *const *mut ffi::PyObject,
@@ -289,7 +367,8 @@ type Entry = unsafe extern "C" fn(
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
 
-const METHODS: [(&std::ffi::CStr, Entry, &std::ffi::CStr); 5] = [
+const METHODS: [(&std::ffi::CStr, Entry, &std::ffi::CStr); 6] = [
+    (c"create_future", create_future, c"create_future($self)\n--\n\nCreate a Future object attached to the loop."),
     (c"create_task", create_task, c"create_task($self, coro, *, name=None, context=None, **kwargs)\n--\n\nSchedule a coroutine as a Task."),
     (c"call_soon", call_soon, c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible (FIFO)."),
     (c"call_soon_threadsafe", call_soon_threadsafe, c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes the loop."),
@@ -299,15 +378,28 @@ const METHODS: [(&std::ffi::CStr, Entry, &std::ffi::CStr); 5] = [
 
 /// Installs the entry points as methods of `CoreLoop`.
 pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let fast = METHODS.into_iter().map(|(name, func, doc)| ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: func },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: doc.as_ptr(),
+    });
+    let noargs = std::iter::once(ffi::PyMethodDef {
+        ml_name: c"get_debug".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: get_debug },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"get_debug($self, /)\n--\n\nWhether the loop runs in debug mode.".as_ptr(),
+    });
+    install_defs(ty, fast.chain(noargs))
+}
+
+fn install_defs(ty: &Bound<'_, PyType>, defs: impl Iterator<Item = ffi::PyMethodDef>) -> PyResult<()> {
     let py = ty.py();
-    for (name, func, doc) in METHODS {
+    for def in defs {
         // Leaked on purpose: a method definition must outlive its type (the process).
-        let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-            ml_name: name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: func },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: doc.as_ptr(),
-        }));
+        let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(def));
+        // SAFETY: ml_name is a 'static C string (the tables above).
+        let name = unsafe { std::ffi::CStr::from_ptr(def.ml_name) };
         // SAFETY: a valid type object and a 'static method definition.
         let descr = unsafe {
             let d = ffi::PyDescr_NewMethod(ty.as_ptr() as *mut ffi::PyTypeObject, def);

@@ -24,6 +24,41 @@ def test_create_future_and_task(loop):
     assert loop.run_until_complete(main()) == ("f", 42)
 
 
+def test_create_future_reads_asyncio_future_at_each_call(loop, monkeypatch):
+    """create_future() is asyncio's `futures.Future(loop=self)`: a patched Future class is
+    used (the native method reads it at each call), debug mode still records where the
+    future was made, and a subclass's override wins."""
+
+    class Tagged(asyncio.Future):
+        pass
+
+    monkeypatch.setattr(asyncio.futures, "Future", Tagged)
+    fut = loop.create_future()
+    assert type(fut) is Tagged and fut.get_loop() is loop
+    monkeypatch.undo()
+    loop.set_debug(True)
+    try:
+        assert loop.get_debug() is True
+        assert loop.create_future()._source_traceback  # future_init asked get_debug()
+    finally:
+        loop.set_debug(False)
+    assert loop.get_debug() is False and not loop.create_future()._source_traceback
+    with pytest.raises(TypeError):
+        loop.create_future(1)
+    with pytest.raises(TypeError):
+        loop.get_debug(1)
+
+    class Sub(type(loop)):
+        def create_future(self):
+            return "overridden"
+
+    sub = Sub()
+    try:
+        assert sub.create_future() == "overridden"
+    finally:
+        sub.close()
+
+
 def test_create_task_with_context(loop):
     var = contextvars.ContextVar("v", default="none")
     ctx = contextvars.Context()

@@ -35,7 +35,7 @@ class ConnectMixin:
     """The loop's outgoing stream connections.
 
     Needs from the loop: sock_connect, _ensure_resolved (SocketsMixin), _make_ssl_transport
-    (TlsMixin), create_future (Loop), get_debug (CoreLoop)."""
+    (TlsMixin), create_future, get_debug (CoreLoop)."""
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)

@@ -14,8 +14,8 @@ from ._transports import DatagramTransport
 class DatagramMixin:
     """The loop's datagram endpoints.
 
-    Needs from the loop: sock_connect, _ensure_resolved (SocketsMixin), create_future
-    (Loop), get_debug (CoreLoop)."""
+    Needs from the loop: sock_connect, _ensure_resolved (SocketsMixin), create_future,
+    get_debug (CoreLoop)."""
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return DatagramTransport(self, sock, protocol, address, waiter, extra)

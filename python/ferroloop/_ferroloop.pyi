@@ -122,7 +122,8 @@ class CoreLoop(LoopBase):
     @property
     def _clock_resolution(self) -> float: ...
     def time(self) -> float: ...
-    # create_task and call_soon .. call_at: raw vectorcall methods (fastcall.rs)
+    # create_future, create_task, call_soon .. call_at and get_debug: raw C-API methods (fastcall.rs)
+    def create_future(self) -> asyncio.Future[Any]: ...
     def create_task(
         self,
         coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],

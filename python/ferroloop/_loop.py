@@ -220,9 +220,6 @@ class Loop(
 
     # -- futures and tasks ---------------------------------------------------------------
 
-    def create_future(self):
-        return futures.Future(loop=self)
-
     def _create_task_slow(self, coro, **kwargs):
         """create_task's general case (the native create_task handles the plain one):
         a task factory, the x-ray, debug mode, extra keywords (3.12+: eager_start), which go

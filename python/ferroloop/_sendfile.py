@@ -47,8 +47,8 @@ async def _send_chunks(fd, fileno, offset, end, wait_writable, closed=None, yiel
 class SendfileMixin:
     """sendfile and sock_sendfile.
 
-    Needs from the loop: sock_sendall, _wait_writable (SocketsMixin), run_in_executor,
-    create_future (Loop), get_debug (CoreLoop)."""
+    Needs from the loop: sock_sendall, _wait_writable (SocketsMixin), run_in_executor
+    (Loop), create_future, get_debug (CoreLoop)."""
 
     @staticmethod
     def _check_sendfile_params(sock, file, offset, count):

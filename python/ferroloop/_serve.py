@@ -25,8 +25,8 @@ class ServeMixin:
     """The loop's listening sockets and what they accept.
 
     Needs from the loop: _ensure_resolved (SocketsMixin), _make_socket_transport
-    (ConnectMixin), _make_ssl_transport (TlsMixin), create_future, call_exception_handler
-    (Loop), _add_reader, _remove_reader, call_later, create_task, get_debug (CoreLoop)."""
+    (ConnectMixin), _make_ssl_transport (TlsMixin), call_exception_handler (Loop),
+    create_future, _add_reader, _remove_reader, call_later, create_task, get_debug (CoreLoop)."""
 
     async def _create_server_getaddrinfo(self, host, port, family, flags):
         infos = await self._ensure_resolved((host, port), family=family, type=socket.SOCK_STREAM, flags=flags)

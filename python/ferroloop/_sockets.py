@@ -137,7 +137,7 @@ def numeric_getaddrinfo(host, port, family, type, proto, flags):
 class SocketsMixin:
     """The sock_* methods and name resolution.
 
-    Needs from the loop: create_future, run_in_executor (Loop), _add_reader, _add_writer,
+    Needs from the loop: run_in_executor (Loop), create_future, _add_reader, _add_writer,
     remove_reader, remove_writer, _transport_for_fd, call_later, get_debug (CoreLoop)."""
 
     # -- name resolution -----------------------------------------------------------------

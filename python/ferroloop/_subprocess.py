@@ -35,7 +35,7 @@ def _exit_code(status):
 class SubprocessMixin:
     """Pipes and subprocesses.
 
-    Needs from the loop: create_future (Loop), _add_reader, _remove_reader,
+    Needs from the loop: create_future, _add_reader, _remove_reader,
     call_soon_threadsafe, get_debug, is_closed (CoreLoop)."""
 
     # -- pipes ---------------------------------------------------------------------------

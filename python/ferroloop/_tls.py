@@ -225,7 +225,7 @@ class TlsMixin:
     """The loop's TLS methods: a TLS transport over a new socket (`ssl=` of the
     connect and serve methods) or over an existing transport (`start_tls`).
 
-    Needs from the loop: create_future (Loop), call_soon (CoreLoop)."""
+    Needs from the loop: create_future, call_soon (CoreLoop)."""
 
     def _make_ssl_transport(
         self,

@@ -130,10 +130,6 @@ impl CoreLoop {
         base.push_ready(slf.py(), Ready::Handle(handle))
     }
 
-    fn get_debug(slf: &Bound<'_, Self>) -> bool {
-        Self::base(slf).is_debug()
-    }
-
     fn _set_debug_flag(slf: &Bound<'_, Self>, enabled: bool) {
         Self::base(slf).debug.store(enabled, Relaxed);
     }
