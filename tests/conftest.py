@@ -41,11 +41,6 @@ def floop():
     _close(lp)
 
 
-def open_fds():
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
-
-
 # --- leak gates (issue 11) --------------------------------------------------------------
 # Descriptors, child processes and threads are counted before and after each test module;
 # the module that leaves any behind fails, naming them. What a session- or package-scoped

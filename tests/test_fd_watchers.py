@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import open_fds
+from netutil import open_fds
 
 
 def test_reader_fires_while_data_remains(loop):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import open_fds
+from netutil import open_fds
 
 
 def test_signal_handler_runs_on_loop(loop):

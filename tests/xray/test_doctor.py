@@ -4,8 +4,7 @@ the right task, the right line, the right class — and the fix the tutorial rec
 import textwrap
 
 import pytest
-
-from conftest import run_cli
+from xray_cli import run_cli
 
 
 def findings(output):

@@ -8,9 +8,9 @@ import shutil
 import subprocess
 
 import pytest
+from xray_cli import ARTIFACTS, run_cli
 
 import ferroloop
-from conftest import ARTIFACTS, run_cli
 from ferroloop import xray
 
 
