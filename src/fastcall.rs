@@ -189,10 +189,57 @@ unsafe extern "C" fn call_at(
     })
 }
 
-/// `asyncio.tasks` (its `Task` is read at each call, as asyncio does, so a patched Task
-/// class is honoured) and the keyword-name tuples create_task passes it.
+/// A module's global read at each call, as asyncio's `tasks.Task(...)` and
+/// `futures.Future(...)` read theirs (so a patched class is used), straight from the
+/// module's dict: a third of the cost of a module getattr.
+struct ModuleGlobal {
+    module: &'static str,
+    namespace: Py<PyDict>,
+    name: Py<PyString>,
+}
+
+impl ModuleGlobal {
+    fn new(py: Python<'_>, module: &'static str, name: &str) -> PyResult<ModuleGlobal> {
+        Ok(ModuleGlobal {
+            module,
+            namespace: py.import(module)?.dict().unbind(),
+            name: PyString::intern(py, name).unbind(),
+        })
+    }
+
+    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.namespace.bind(py).get_item(self.name.bind(py))?.ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(format!(
+                "module '{}' has no attribute '{}'",
+                self.module,
+                self.name.bind(py)
+            ))
+        })
+    }
+}
+
+/// `callable(*args)` by vectorcall, `nargsf` and `kwnames` as the protocol has them.
+///
+/// # Safety
+/// `args` holds what `nargsf` and `kwnames` say, live for the call; with
+/// PY_VECTORCALL_ARGUMENTS_OFFSET in `nargsf`, `args[-1]` is writable scratch.
+unsafe fn vectorcall(
+    py: Python<'_>,
+    callable: &Bound<'_, PyAny>,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: the caller's contract; the result is a new reference or NULL with an error set.
+    unsafe {
+        let r = ffi::PyObject_Vectorcall(callable.as_ptr(), args, nargsf, kwnames);
+        Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
+    }
+}
+
+/// `asyncio.tasks.Task` and the keyword-name tuples create_task passes it.
 struct TaskCall {
-    tasks: Py<PyAny>,
+    task: ModuleGlobal,
     /// kwnames for (loop), (name, loop), (context, loop), (name, context, loop)
     kwnames: [Py<PyTuple>; 4],
     name: Py<PyString>,
@@ -206,7 +253,7 @@ fn task_call(py: Python<'_>) -> PyResult<&TaskCall> {
             Ok(PyTuple::new(py, n.iter().map(|s| PyString::intern(py, s)))?.unbind())
         };
         Ok(TaskCall {
-            tasks: py.import("asyncio.tasks")?.into_any().unbind(),
+            task: ModuleGlobal::new(py, "asyncio.tasks", "Task")?,
             kwnames: [
                 names(&["loop"])?,
                 names(&["name", "loop"])?,
@@ -258,8 +305,7 @@ unsafe extern "C" fn create_task(
             }
             if !fast {
                 let slow = lp.getattr(pyo3::intern!(py, "_create_task_slow"))?;
-                let r = ffi::PyObject_Vectorcall(slow.as_ptr(), args, nargsf as usize, kwnames);
-                return Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind());
+                return vectorcall(py, &slow, args, nargsf as usize, kwnames);
             }
             CoreLoop::base(&lp).check_open()?;
             // [scratch, coro, name?, context?, loop], with the kwnames tuple for what is there
@@ -272,24 +318,20 @@ unsafe extern "C" fn create_task(
             }
             stack[k] = slf;
             let which = usize::from(name.is_some()) | usize::from(context.is_some()) << 1;
-            let task_type = tc.tasks.bind(py).getattr(pyo3::intern!(py, "Task"))?;
-            let r = ffi::PyObject_Vectorcall(
-                task_type.as_ptr(),
+            vectorcall(
+                py,
+                &tc.task.get(py)?,
                 stack.as_ptr().add(1),
                 1 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
                 tc.kwnames[which].as_ptr(),
-            );
-            Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
+            )
         }
     })
 }
 
-/// `asyncio.futures`'s namespace (its `Future` is read at each call, as asyncio's
-/// create_future reads it, from the module's dict: a third of the cost of a module
-/// getattr) and the keyword-name tuple `("loop",)`.
+/// `asyncio.futures.Future` and the keyword-name tuple `("loop",)`.
 struct FutureCall {
-    namespace: Py<PyDict>,
-    future: Py<PyString>,
+    future: ModuleGlobal,
     kwnames: Py<PyTuple>,
 }
 
@@ -297,8 +339,7 @@ fn future_call(py: Python<'_>) -> PyResult<&FutureCall> {
     static CELL: pyo3::sync::PyOnceLock<FutureCall> = pyo3::sync::PyOnceLock::new();
     CELL.get_or_try_init(py, || {
         Ok(FutureCall {
-            namespace: py.import("asyncio.futures")?.dict().unbind(),
-            future: PyString::intern(py, "Future").unbind(),
+            future: ModuleGlobal::new(py, "asyncio.futures", "Future")?,
             kwnames: PyTuple::new(py, [PyString::intern(py, "loop")])?.unbind(),
         })
     })
@@ -307,15 +348,15 @@ fn future_call(py: Python<'_>) -> PyResult<&FutureCall> {
 /// `loop.create_future()`: asyncio's `futures.Future(loop=self)`, without a Python frame.
 unsafe extern "C" fn create_future(
     slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
+    _args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     guard(|py| {
         // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS method with a valid argument
-        // triple (`args` holds the positional values, then one per name of `kwnames`, or
-        // NULL); the vectorcall gets `stack` with slot 0 as the scratch slot
-        // PY_VECTORCALL_ARGUMENTS_OFFSET allows and `slf` (live for the call) in slot 1.
+        // triple (no argument is accepted: only their counts are read); the vectorcall gets
+        // `stack` with slot 0 as the scratch slot PY_VECTORCALL_ARGUMENTS_OFFSET allows and
+        // `slf` (live for the call) in slot 1.
         unsafe {
             let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
             if nargs != 0 {
@@ -331,21 +372,15 @@ unsafe extern "C" fn create_future(
                     key.repr()?
                 )));
             }
-            let _ = args;
             let fc = future_call(py)?;
-            let Some(future_type) = fc.namespace.bind(py).get_item(fc.future.bind(py))? else {
-                return Err(pyo3::exceptions::PyAttributeError::new_err(
-                    "module 'asyncio.futures' has no attribute 'Future'",
-                ));
-            };
             let stack: [*mut ffi::PyObject; 2] = [std::ptr::null_mut(), slf];
-            let r = ffi::PyObject_Vectorcall(
-                future_type.as_ptr(),
+            vectorcall(
+                py,
+                &fc.future.get(py)?,
                 stack.as_ptr().add(1),
                 ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
                 fc.kwnames.as_ptr(),
-            );
-            Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
+            )
         }
     })
 }

@@ -274,18 +274,20 @@ impl Trace {
     pub(crate) fn end(&self, py: Python<'_>, seq: u64, t0: f64) -> (f64, f64) {
         let t1 = clock::monotonic();
         let mut cpu = t1 - t0;
-        let watch = self.watch.borrow(py).ok().and_then(|w| w.as_ref().map(Arc::clone));
-        if let Some(w) = watch.as_ref() {
+        // The watch is held by reference (an Arc clone) only when a sample of this entry is
+        // under way: then the GIL is let go for the sample to finish, and the cell with it.
+        let sampled = self.watch.borrow(py).ok().and_then(|w| {
+            let w = w.as_ref()?;
             w.running.store(0, SeqCst);
-            if w.sampling.load(SeqCst) == seq {
-                // A sample of this entry is under way: let it finish (it needs the GIL).
-                py.detach(|| {
-                    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-                    while w.sampling.load(SeqCst) == seq && std::time::Instant::now() < deadline {
-                        thread::sleep(Duration::from_micros(100));
-                    }
-                });
-            }
+            (w.sampling.load(SeqCst) == seq).then(|| Arc::clone(w))
+        });
+        if let Some(w) = sampled {
+            py.detach(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(1);
+                while w.sampling.load(SeqCst) == seq && std::time::Instant::now() < deadline {
+                    thread::sleep(Duration::from_micros(100));
+                }
+            });
         }
         if let Ok(w) = self.watch.borrow(py) {
             if let Some(w) = w.as_ref() {
